@@ -1,0 +1,3 @@
+from trio_gitaly.cli import main
+
+main()
