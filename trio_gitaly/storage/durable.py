@@ -1,0 +1,60 @@
+"""Making filesystem changes durable and exclusive: fsync helpers and repository locks.
+
+A repository appears or disappears by one rename; these helpers make sure what the
+rename exposes is on disk first, and that two RPCs never create or remove the same
+repository at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from trio_gitaly.errors import GitalyError, StatusCode
+
+LOCK_SUFFIX = ".lock"
+
+
+def sync_dir(path: str) -> None:
+    """fsync a directory, so that the entries just created or renamed in it persist."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(root: str) -> None:
+    """fsync every file and directory under `root` (a freshly built repository)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        sync_dir(directory)
+
+
+@contextlib.contextmanager
+def repository_lock(path: str) -> Iterator[None]:
+    """Hold `<path>.lock` (created exclusively) while a repository is created or removed.
+
+    The parent directory is created if missing. A lock held by someone else is
+    FAILED_PRECONDITION "repository is already locked", as in Gitaly.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lock = path + LOCK_SUFFIX
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise GitalyError(
+            StatusCode.FAILED_PRECONDITION, "repository is already locked", metadata={"path": path}
+        ) from None
+    os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
