@@ -1,0 +1,374 @@
+"""The one way the server runs git: `CommandFactory.run` and `CommandFactory.spawn`.
+
+Every git process gets the fixed environment (`process.base_environment`), the global `-c`
+options and a validated argv (`args.build_argv`), starts in its own process group, and
+lives inside the caller's cancel scope: when the scope ends, for whatever reason, the
+whole group is killed with SIGKILL and git is reaped. No git, and none of its children,
+outlives the code that started it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, final
+
+import trio
+
+from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argument
+from trio_gitaly.git.args import GitCommand, build_argv
+from trio_gitaly.git.process import base_environment, kill_process_group, with_extra_environment
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+
+    from trio_gitaly.git.version import GitBinary
+
+__all__ = [
+    "READ_CHUNK_BYTES",
+    "REAP_TIMEOUT_S",
+    "STDERR_TAIL_BYTES",
+    "CommandFactory",
+    "GitCommand",
+    "GitCommandError",
+    "GitProcess",
+    "GitResult",
+]
+
+#: How much of git's stderr is kept (the end of it): enough for any error message, and a
+#: chatty git (GIT_TRACE, fsck on a broken repo) cannot grow our memory.
+STDERR_TAIL_BYTES: Final = 64 * 1024
+#: Read size for git's pipes: the Linux pipe buffer size, so one read empties it.
+READ_CHUNK_BYTES: Final = 64 * 1024
+#: How long we wait for a SIGKILLed git to be reaped. SIGKILL cannot be caught, so only
+#: a process stuck in the kernel (a hung NFS read) takes longer; we then leave it to the
+#: stdlib's zombie collection rather than hang the caller's cancellation.
+REAP_TIMEOUT_S: Final = 5.0
+#: After git exits, how long `GitProcess.wait` waits for the rest of its stderr. Only a
+#: descendant that left our process group (setsid) can hold the pipe open that long.
+STDERR_DRAIN_TIMEOUT_S: Final = 1.0
+# The stderr line in a GitCommandError message: a line, not a dump.
+_MAX_ERROR_LINE_CHARS: Final = 300
+
+
+@dataclass(frozen=True)
+class GitResult:
+    """What a finished git command produced.
+
+    Attributes:
+        returncode: exit status; negative for a signal (-9 is SIGKILL).
+        stdout: everything git wrote to stdout.
+        stderr: the last `STDERR_TAIL_BYTES` of stderr.
+    """
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class GitCommandError(GitalyError):
+    """A git command exited non-zero: INTERNAL, with the first line of its stderr.
+
+    Attributes:
+        command: the subcommand name.
+        returncode: git's exit status.
+        stderr: the stderr tail.
+    """
+
+    def __init__(self, command: str, returncode: int, stderr: bytes, argv: Sequence[str]) -> None:
+        if returncode < 0:
+            status = f"killed by signal {-returncode}"
+        else:
+            status = f"exit status {returncode}"
+        line = _first_line(stderr)
+        message = f"git {command}: {status}" + (f": {line}" if line else "")
+        super().__init__(
+            StatusCode.INTERNAL,
+            message,
+            metadata={"argv": list(argv), "returncode": returncode, "stderr": stderr},
+        )
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@final
+class GitProcess:
+    """A running git process, handed out by `CommandFactory.spawn`.
+
+    Attributes:
+        argv: the full command line.
+        pid: git's pid, which is also its process group id.
+        stdin: a stream to git's stdin, when spawned with `stdin=subprocess.PIPE`.
+        stdout: a stream from git's stdout, when spawned with `stdout=subprocess.PIPE`;
+            read it with `receive_some(READ_CHUNK_BYTES)`.
+    """
+
+    def __init__(self, process: trio.Process, argv: Sequence[str]) -> None:
+        self._process = process
+        self.argv: tuple[str, ...] = tuple(argv)
+        self.pid: int = process.pid
+        self.stdin: trio.abc.SendStream | None = process.stdin
+        self.stdout: trio.abc.ReceiveStream | None = process.stdout
+        self._stderr = bytearray()
+        self._stderr_done = trio.Event()
+        # Set once the group got its SIGKILL; see `wait` for why that happens only once.
+        self._group_killed = False
+
+    def stderr_tail(self) -> bytes:
+        """The last `STDERR_TAIL_BYTES` git wrote to stderr so far."""
+        return bytes(self._stderr)
+
+    async def wait(self) -> int:
+        """Wait for git to exit, then kill what is left of its group and drain stderr.
+
+        Returns:
+            git's exit status (negative for a signal).
+
+        Cancellation:
+            Git keeps running; the `spawn` block that owns it kills it on the way out.
+        """
+        returncode = await self._process.wait()
+        # trio reaped git inside `wait` with no checkpoint since, so the kernel cannot
+        # have handed its pid to anyone else yet: while any straggler lives, the pid stays
+        # reserved as a group id, and with none left a stranger would need a full PID
+        # wrap-around in between. Later calls must not kill again: by then it could.
+        self._kill_group_once()
+        with trio.move_on_after(STDERR_DRAIN_TIMEOUT_S):
+            await self._stderr_done.wait()
+        return returncode
+
+    def _kill_group_once(self) -> None:
+        if not self._group_killed:
+            self._group_killed = True
+            kill_process_group(self.pid)
+
+    async def _drain_stderr(self) -> None:
+        stream = self._process.stderr
+        assert stream is not None  # spawn always pipes stderr
+        try:
+            while chunk := await stream.receive_some(READ_CHUNK_BYTES):
+                self._stderr += chunk
+                if len(self._stderr) > STDERR_TAIL_BYTES:
+                    del self._stderr[: len(self._stderr) - STDERR_TAIL_BYTES]
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        finally:
+            self._stderr_done.set()
+
+    async def _kill_and_reap(self) -> None:
+        """Kill the group and reap git, shielded and bounded; then close our pipe ends."""
+        with trio.CancelScope(shield=True):
+            # Unless `wait` already did, git is not reaped yet, so its pid still names
+            # our group even if git itself has exited.
+            self._kill_group_once()
+            with trio.move_on_after(REAP_TIMEOUT_S):
+                await self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+
+
+class CommandFactory:
+    """Builds and runs git commands with one binary, environment and global config.
+
+    The environment is taken from ours once, at construction (Gitaly reads it at startup).
+    """
+
+    def __init__(self, binary: GitBinary) -> None:
+        self.binary = binary
+        self._environment = base_environment()
+
+    def argv(
+        self,
+        cmd: GitCommand,
+        *,
+        repo_path: str | None,
+        config: Sequence[tuple[str, str]] = (),
+    ) -> list[str]:
+        """The full argv `run`/`spawn` would execute.
+
+        Raises:
+            GitalyError: INVALID_ARGUMENT for bad caller config or a NUL in `repo_path`.
+        """
+        return build_argv(self.binary.path, cmd, repo_path=repo_path, config=config)
+
+    async def run(
+        self,
+        cmd: GitCommand,
+        *,
+        repo_path: str | None,
+        config: Sequence[tuple[str, str]] = (),
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        check: bool = True,
+        cwd: str | None = None,
+    ) -> GitResult:
+        """Run `cmd` to completion, feeding it `stdin` and collecting its output.
+
+        Args:
+            cmd: the command.
+            repo_path: the repository (`--git-dir`); None for commands that take none.
+            config: `-c` options after the global defaults.
+            env: extra environment variables for this command.
+            stdin: bytes written to git's stdin, then closed; None gives it /dev/null.
+            check: raise `GitCommandError` on a non-zero exit.
+            cwd: working directory of the process.
+
+        Returns:
+            The exit status, all of stdout and the stderr tail. stdout is held in memory:
+            stream big outputs with `spawn`.
+
+        Raises:
+            GitalyError: INVALID_ARGUMENT for invalid input (nothing is spawned),
+                INTERNAL when git cannot be started.
+            GitCommandError: git exited non-zero and `check` is true.
+
+        Cancellation:
+            git's process group is SIGKILLed and reaped before `Cancelled` propagates;
+            the output is discarded.
+        """
+        async with self.spawn(
+            cmd,
+            repo_path=repo_path,
+            config=config,
+            env=env,
+            stdin=subprocess.PIPE if stdin is not None else None,
+            stdout=subprocess.PIPE,
+            cwd=cwd,
+        ) as process:
+            chunks: list[bytes | bytearray] = []
+            async with trio.open_nursery() as nursery:
+                if stdin is not None:
+                    assert process.stdin is not None
+                    nursery.start_soon(_feed, process.stdin, stdin)
+                assert process.stdout is not None
+                nursery.start_soon(_collect, process.stdout, chunks)
+                # Waiting here, not after stdout's EOF, kills stragglers first: one that
+                # held stdout open would otherwise keep us waiting for EOF forever.
+                returncode = await process.wait()
+            result = GitResult(returncode, b"".join(chunks), process.stderr_tail())
+        # Raised outside `spawn` so that it reaches the caller as itself.
+        if check and returncode != 0:
+            raise GitCommandError(cmd.name, returncode, result.stderr, process.argv)
+        return result
+
+    @asynccontextmanager
+    async def spawn(
+        self,
+        cmd: GitCommand,
+        *,
+        repo_path: str | None,
+        config: Sequence[tuple[str, str]] = (),
+        env: Mapping[str, str] | None = None,
+        stdin: int | None = None,
+        stdout: int | None = subprocess.PIPE,
+        cwd: str | None = None,
+    ) -> AsyncIterator[GitProcess]:
+        """Start `cmd` and hand out the running process for streaming.
+
+        Args:
+            cmd, repo_path, config, env, cwd: as for `run`.
+            stdin: `subprocess.PIPE` for a `GitProcess.stdin` stream, an open file
+                descriptor, or None (or `subprocess.DEVNULL`) for /dev/null. git never
+                inherits the server's own stdin.
+            stdout: `subprocess.PIPE` (default) for a `GitProcess.stdout` stream, an open
+                file descriptor, or None (or `subprocess.DEVNULL`) for /dev/null.
+
+        Yields:
+            The process. Call `GitProcess.wait` inside the block if git must finish:
+            leaving the block kills it.
+
+        Raises:
+            GitalyError: INVALID_ARGUMENT for invalid input (nothing is spawned),
+                INTERNAL when git cannot be started.
+
+        Cancellation:
+            Leaving the block for any reason (normal exit, exception, cancellation)
+            SIGKILLs git's whole process group and reaps git, shielded and bounded by
+            `REAP_TIMEOUT_S`, before the block's outcome propagates.
+
+        Resource handling:
+            stderr is always piped and read by a task of this context's own nursery,
+            keeping its last `STDERR_TAIL_BYTES`. Our pipe ends are closed on exit.
+        """
+        argv = self.argv(cmd, repo_path=repo_path, config=config)
+        environment = with_extra_environment(self._environment, env or {})
+        if cwd is not None and "\0" in cwd:
+            raise invalid_argument(f"working directory {cwd!r} contains nul")
+        try:
+            process = await trio.lowlevel.open_process(
+                argv,
+                stdin=_stdio(stdin),
+                stdout=_stdio(stdout),
+                stderr=subprocess.PIPE,
+                env=environment,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise internal(f"cannot start git {cmd.name}: {exc.strerror}", argv=argv) from exc
+        # No checkpoint between here and the `try`: a cancellation delivered in between
+        # would leak the process.
+        git = GitProcess(process, argv)
+        error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(git._drain_stderr)
+                try:
+                    yield git
+                finally:
+                    await git._kill_and_reap()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            error = _unwrap(group)
+        if error is not None:
+            # Raised outside the `except` so that its context is not the group it was in.
+            raise error
+
+
+def _stdio(spec: int | None) -> int:
+    # None means /dev/null, not "inherit": git must never read the server's stdin or
+    # write into its stdout (the log stream).
+    return subprocess.DEVNULL if spec is None else spec
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception the caller of `spawn` should see instead of the nursery's group.
+
+    The nursery wraps the block's own exception and adds a Cancelled for each task hit by
+    the same cancellation. Dropping duplicate Cancelled is safe: the scope that was
+    cancelled stays cancelled and catches the one we raise.
+    """
+    _, rest = group.split(trio.Cancelled)
+    if rest is None:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        return first
+    if len(rest.exceptions) == 1:
+        return rest.exceptions[0]
+    return rest
+
+
+async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
+    try:
+        async with stream:
+            await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        # git exited (or stopped reading) before taking all input; its exit status says
+        # whether that was an error.
+        pass
+
+
+async def _collect(stream: trio.abc.ReceiveStream, chunks: list[bytes | bytearray]) -> None:
+    while chunk := await stream.receive_some(READ_CHUNK_BYTES):
+        chunks.append(chunk)
+
+
+def _first_line(stderr: bytes) -> str:
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return line.strip()[:_MAX_ERROR_LINE_CHARS]
+    return ""
