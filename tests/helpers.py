@@ -1,0 +1,84 @@
+"""Helpers for tests: configs for test servers, the git CLI, grpcio calls by path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import msgspec
+import pytest
+import trio
+from google.protobuf.message import Message
+
+from trio_gitaly import config as config_module
+from trio_gitaly.config import Config
+
+
+def make_config(base: str, **overrides: Any) -> Config:
+    """A config for a test server: one storage, unix + TCP + HTTP on ephemeral ports."""
+    os.makedirs(os.path.join(base, "storage"), exist_ok=True)
+    os.makedirs(os.path.join(base, "run"), exist_ok=True)
+    text = f"""
+socket_path = "{base}/gitaly.socket"
+listen_addr = "127.0.0.1:0"
+prometheus_listen_addr = "127.0.0.1:0"
+runtime_dir = "{base}/run"
+graceful_restart_timeout = "5s"
+[[storage]]
+name = "default"
+path = "{base}/storage"
+"""
+    cfg = config_module.parse(text)
+    return msgspec.structs.replace(cfg, **overrides) if overrides else cfg
+
+
+def storage_path(cfg: Config, name: str = "default") -> str:
+    """The directory of a configured storage."""
+    return next(s.path for s in cfg.storage if s.name == name)
+
+
+def git(*args: str, cwd: str | None = None) -> str:
+    """Run the git CLI (the reference our answers are compared with); return stdout."""
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_SYSTEM": "/dev/null"}
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+@dataclass
+class Client:
+    """A grpcio channel with helpers that call methods by path, from a thread."""
+
+    channel: grpc.Channel
+
+    async def unary(
+        self,
+        path: str,
+        request: Message,
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
+        timeout: float | None = 10.0,
+    ) -> Any:
+        """Call a unary method; raises grpc.RpcError on a non-OK status."""
+        method = self.channel.unary_unary(
+            path,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        return await trio.to_thread.run_sync(
+            lambda: method(request, metadata=tuple(metadata), timeout=timeout)
+        )
+
+    async def error(
+        self, path: str, request: Message, response_type: type[Message], **kw: Any
+    ) -> grpc.RpcError:
+        """Call a unary method that must fail; return the error."""
+        with pytest.raises(grpc.RpcError) as info:
+            await self.unary(path, request, response_type, **kw)
+        return info.value
