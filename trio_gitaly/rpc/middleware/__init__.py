@@ -1,0 +1,25 @@
+"""The middleware chain, outermost first, in Gitaly's order and for Gitaly's reasons.
+
+correlation id (every later line, including the access log, must carry it) → metrics
+→ access log (it reports the final code, so it sits outside the handler's errors) →
+auth (after logging, so rejected calls are logged and counted) → limits (added by the
+limits issue; after auth so that queued v2 tokens cannot expire while waiting, and so an
+unauthenticated client cannot take queue slots) → handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from trio_gitaly.config import AuthConfig
+from trio_gitaly.metrics import Metrics
+from trio_gitaly.rpc.call import Middleware
+from trio_gitaly.rpc.middleware.access_log import access_log
+from trio_gitaly.rpc.middleware.auth import authenticate
+from trio_gitaly.rpc.middleware.correlation import correlate
+from trio_gitaly.rpc.middleware.metrics import measure
+
+
+def chain(*, metrics: Metrics, auth: AuthConfig) -> Sequence[Middleware]:
+    """The middleware every gRPC listener runs, outermost first."""
+    return (correlate, measure(metrics), access_log, authenticate(auth, metrics))
