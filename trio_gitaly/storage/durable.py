@@ -58,3 +58,29 @@ def repository_lock(path: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
+
+
+def publish_repository(built: str, target: str) -> None:
+    """Rename a fully built repository into place, durably (blocking: run in a thread).
+
+    ALREADY_EXISTS when something appeared at `target` meanwhile; the built copy is
+    then left for the caller to remove.
+    """
+    sync_tree(built)
+    with repository_lock(target):
+        if os.path.lexists(target):
+            raise GitalyError(StatusCode.ALREADY_EXISTS, "repository exists already")
+        os.rename(built, target)
+        sync_dir(os.path.dirname(target))
+
+
+def stage_removal(path: str, staging: str) -> None:
+    """Rename a repository out of its storage into `staging` (blocking: run in a thread).
+
+    After this the repository is gone for every client; deleting `staging` is cleanup.
+    """
+    with repository_lock(path):
+        if not os.path.lexists(path):
+            raise GitalyError(StatusCode.NOT_FOUND, "repository was concurrently removed")
+        os.rename(path, os.path.join(staging, "repo"))
+        sync_dir(os.path.dirname(path))

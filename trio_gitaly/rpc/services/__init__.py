@@ -1,0 +1,43 @@
+"""The gRPC services, one module each, and the dependencies they are built from.
+
+Services never import each other: what two of them share lives in git/ or storage/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trio_gitaly.git.command import CommandFactory
+from trio_gitaly.git.version import GitBinary
+from trio_gitaly.lifecycle import Lifecycle
+from trio_gitaly.rpc.registry import Route, merge, routes
+from trio_gitaly.storage.locator import Locator
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What the services need from the rest of the server (Gitaly's service.Dependencies)."""
+
+    locator: Locator
+    git: CommandFactory
+    git_binary: GitBinary
+    lifecycle: Lifecycle
+
+
+def all_routes(deps: Dependencies) -> dict[str, Route]:
+    """The method table of every service this server implements."""
+    from trio_gitaly.rpc.gen.gitaly import repository_pb2, server_pb2
+    from trio_gitaly.rpc.gen.grpc.health.v1 import health_pb2
+    from trio_gitaly.rpc.services.health import HealthService
+    from trio_gitaly.rpc.services.repository import RepositoryService
+    from trio_gitaly.rpc.services.server import ServerService
+
+    served = [
+        (health_pb2.DESCRIPTOR.services_by_name["Health"], HealthService(deps)),
+        (server_pb2.DESCRIPTOR.services_by_name["ServerService"], ServerService(deps)),
+        (
+            repository_pb2.DESCRIPTOR.services_by_name["RepositoryService"],
+            RepositoryService(deps),
+        ),
+    ]
+    return merge(routes(descriptor, servicer) for descriptor, servicer in served)
