@@ -129,10 +129,10 @@ def test_check_embedded_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("script", "fragment", "status"),
     [('echo "git version 2.36.0"', "2.36.0 ok", 0),
-     ('echo "git version 2.45.0.rc1"', "2.45.0 ok", 0),
-     ('echo "git version 2.20.1"', "2.20.1 is too old (need >= 2.36.0)", 2),
-     ("echo hello", "unrecognised output 'hello'", 2),
-     ("exit 3", "exit status 3", 2)],
+     ('echo "git version 2.45.0.rc1"', "2.45.0.rc1 ok", 0),
+     ('echo "git version 2.20.1"', "unsupported git version 2.20.1: trio-gitaly needs 2.36.0", 2),
+     ("echo hello", "printed an unparsable version: 'hello'", 2),
+     ("exit 3", "exited with status 3", 2)],
     ids=["minimum", "rc", "too-old", "garbage", "fails"],
 )  # fmt: skip
 def test_check_git_version(tmp_path: Path, script: str, fragment: str, status: int) -> None:
@@ -147,7 +147,7 @@ def test_check_git_not_executable(tmp_path: Path) -> None:
     text = GOOD + '[git]\nbin_path = "@TMP@/no-such-git"\n'
     result = run_cli(tmp_path, "check", "--config", write_config(tmp_path, text))
     assert result.returncode == 2
-    assert "cannot run" in result.stdout
+    assert "git binary not found" in result.stdout
     assert "Traceback" not in result.stderr
 
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 from typing import TYPE_CHECKING, Final, NoReturn
 
@@ -26,13 +23,6 @@ if TYPE_CHECKING:
 EXIT_OK: Final = 0
 # argparse's own status for usage errors; config and check failures use it too.
 EXIT_USAGE: Final = 2
-
-# The oldest Git the server supports; `check` fails below it.
-# TODO(lead): unify with trio_gitaly.git.version.MINIMUM_VERSION.
-MINIMUM_GIT_VERSION: Final = (2, 36, 0)
-GIT_PROBE_TIMEOUT_S: Final = 10.0
-
-_GIT_VERSION_RE: Final = re.compile(r"git version (\d+)\.(\d+)(?:\.(\d+))?")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -79,11 +69,8 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    # Imported here so that `check` and `config schema` work without the serving stack.
-    # The ignore covers the time before nursery_tree exists; drop it once it does.
-    from trio_gitaly.nursery_tree import (  # type: ignore[import-not-found,unused-ignore]
-        run_server,
-    )
+    # Imported here so that `check` and `config schema` start without the serving stack.
+    from trio_gitaly.nursery_tree import run_server
 
     status: int = run_server(cfg)
     return status
@@ -132,45 +119,16 @@ def _probe_storage(path: str) -> tuple[bool, bool, str]:
 
 
 def _probe_git(bin_path: str) -> tuple[bool, str]:
-    """Run `git version`; return whether it is usable and a one-line report."""
-    git = bin_path or shutil.which("git")
-    if not git:
-        return False, "git: not found on PATH (set git.bin_path)"
+    """Detect git exactly as the server does at start-up; return (usable, report line)."""
+    import trio
+
+    from trio_gitaly.git.version import MINIMUM_VERSION, GitSetupError, detect
+
     try:
-        result = subprocess.run(
-            [git, "version"],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=GIT_PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"git: {git} version: timed out after {GIT_PROBE_TIMEOUT_S:g} s"
-    except OSError as exc:
-        return False, f"git: cannot run {git}: {exc.strerror or exc}"
-    if result.returncode != 0:
-        return False, f"git: {git} version: exit status {result.returncode}"
-    version = _parse_git_version(result.stdout)
-    if version is None:
-        return False, f"git: {git} version: unrecognised output {result.stdout.strip()[:80]!r}"
-    shown, minimum = _dotted(version), _dotted(MINIMUM_GIT_VERSION)
-    if version < MINIMUM_GIT_VERSION:
-        return False, f"git: {git} {shown} is too old (need >= {minimum})"
-    return True, f"git: {git} {shown} ok (>= {minimum})"
-
-
-def _parse_git_version(text: str) -> tuple[int, int, int] | None:
-    # "git version 2.39.5", also "2.45.0.rc1", "2.39.3 (Apple Git-146)", "2.41.0.windows.1".
-    match = _GIT_VERSION_RE.search(text)
-    if match is None:
-        return None
-    major, minor, patch = match.groups()
-    return int(major), int(minor), int(patch or 0)
-
-
-def _dotted(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
+        binary = trio.run(detect, bin_path)
+    except GitSetupError as exc:
+        return False, f"git: {exc}"
+    return True, f"git: {binary.path} {binary.version} ok (>= {MINIMUM_VERSION})"
 
 
 def _yes_no(flag: bool) -> str:

@@ -1,0 +1,75 @@
+"""The HTTP listener node: hypercorn serving the app on a socket bound here.
+
+Binding the socket ourselves (instead of handing hypercorn an address) lets a bind
+error stop start-up with a clear message, lets tests use port 0 and read the port back,
+and keeps the socket ours to hand over on a graceful restart later.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from trio_gitaly.http.app import App
+from trio_gitaly.rpc.listeners import LISTEN_BACKLOG, ListenError
+
+LOG = logging.getLogger("trio_gitaly.http")
+
+# In-flight HTTP requests (a metrics scrape) get this long once the tree stops.
+HTTP_GRACE_S = 3.0
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port for HTTP; raises ListenError naming the address."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_http(
+    app: App,
+    sock: socket.socket,
+    *,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on the bound socket until `shutdown` is set.
+
+    The HTTP listener outlives the gRPC drain on purpose: /readyz answers 503 while the
+    server stops, which is what load balancers watch. Cancellation: stops at once.
+    """
+    config = HypercornConfig()
+    config.accesslog = None
+    config.errorlog = LOG
+    config.graceful_timeout = HTTP_GRACE_S
+    # hypercorn types its ASGI protocol and task status more narrowly than trio's.
+    asgi: Any = app
+    status: Any = task_status
+    await worker_serve(
+        wrap_app(asgi, config.wsgi_max_body_size, "asgi"),
+        config,
+        sockets=Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[]),
+        shutdown_trigger=shutdown.wait,
+        task_status=status,
+    )

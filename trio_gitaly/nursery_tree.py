@@ -1,0 +1,394 @@
+"""The process as one nursery tree: start-up in Gitaly's order, then serve until stopped.
+
+    root
+    ├── signals       (signals.py)               SIGTERM/SIGINT: drain; again: stop now
+    ├── workers       (workers/)                 background jobs, one child each
+    ├── listeners     (rpc/server.py)            one child per gRPC listener
+    │   unix · internal unix · tcp · tls          each: accept loop + connection nursery
+    └── http          (http/serve.py)            /metrics /healthz /readyz
+
+Start-up, each step logged with duration_ms: runtime directory → git → storages →
+listeners bound → children started → "Started trio-gitaly". Stopping: readiness flips,
+listeners drain until the grace deadline, then http and workers stop; the runtime
+directory is removed by the `with` block that created it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from trio_gitaly import __version__
+from trio_gitaly.config import Config, ListenAddress, log_format
+from trio_gitaly.git.command import CommandFactory
+from trio_gitaly.git.version import GitSetupError, detect
+from trio_gitaly.http.app import build_app
+from trio_gitaly.http.serve import bind_http, serve_http
+from trio_gitaly.lifecycle import Lifecycle
+from trio_gitaly.log import configure as configure_logging
+from trio_gitaly.metrics import Metrics
+from trio_gitaly.rpc import listeners as bind
+from trio_gitaly.rpc.middleware import chain
+from trio_gitaly.rpc.server import GrpcServer, serve_listener
+from trio_gitaly.rpc.services import Dependencies, all_routes
+from trio_gitaly.runtime import RuntimeDirError, runtime_directory
+from trio_gitaly.signals import watch_signals
+from trio_gitaly.storage.locator import Locator, Storage
+from trio_gitaly.storage.metadata import ensure_metadata
+
+LOG = logging.getLogger("trio_gitaly.server")
+
+# A worker is started like every node: `await nursery.start(worker)`, reporting started
+# once it runs. Later issues register repository counting, cache eviction and the rest.
+Worker = Callable[..., Awaitable[None]]
+
+
+class StartupError(Exception):
+    """Start-up failed for a reason an operator can fix; the message says which."""
+
+
+@dataclass
+class RunningServer:
+    """What a started tree hands back: where it listens and how to stop it."""
+
+    lifecycle: Lifecycle
+    metrics: Metrics
+    runtime_dir: str
+    grace_s: float
+    # listener kind ("unix", "internal", "tcp", "tls", "http") -> bound addresses
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+    exit_code: int = 0
+    _root: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        """Start a graceful stop (what the first SIGTERM does)."""
+        self.lifecycle.begin_stop(self.grace_s)
+
+    def force_stop(self) -> None:
+        """Cancel everything now (what the second signal does); the exit code is 1."""
+        self.exit_code = 1
+        if self._root is not None:
+            self._root.cancel()
+
+
+_REPORTED_NOTE = "(reported by the nursery tree)"
+
+
+def _reported(exc: BaseException) -> bool:
+    if _REPORTED_NOTE in getattr(exc, "__notes__", ()):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_reported(inner) for inner in exc.exceptions)
+    return False
+
+
+@contextlib.contextmanager
+def _step(message: str, **extra: Any) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    duration_ms = round((time.perf_counter() - start) * 1000, 3)
+    LOG.info(message, extra={"fields": {"duration_ms": duration_ms, **extra}})
+
+
+def _node(name: str, fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Wrap a child so that its crash is logged with its name before the tree stops."""
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            await fn(*args, **kwargs)
+        except Exception as exc:
+            # Nodes nest (workers/x inside workers): the innermost one reports the crash.
+            if not _reported(exc):
+                LOG.error(
+                    "nursery tree node crashed, stopping the server",
+                    exc_info=exc,
+                    extra={"fields": {"node": name}},
+                )
+                exc.add_note(_REPORTED_NOTE)
+            raise
+
+    return run
+
+
+async def serve(
+    cfg: Config,
+    *,
+    handle_signals: bool = False,
+    workers: Sequence[tuple[str, Worker]] = (),
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start the tree, report the RunningServer once ready, serve until stopped.
+
+    Raises StartupError before reporting started when a step fails. Cancellation:
+    everything stops at once; the runtime directory is still removed.
+    """
+    process_start = _process_start()
+    lifecycle = Lifecycle()
+    metrics = Metrics()
+    with _step("finished creating runtime directory"), _startup_errors():
+        runtime = contextlib.ExitStack()
+        rt = runtime.enter_context(runtime_directory(cfg.runtime_dir))
+    with runtime:
+        with _step("finished detecting git version"), _startup_errors():
+            git_binary = await detect(cfg.git.bin_path)
+        LOG.info(
+            "using Git version",
+            extra={"fields": {"version": str(git_binary.version), "binary_path": git_binary.path}},
+        )
+        metrics.build_info.labels(__version__, str(git_binary.version)).set(1)
+        with _step("finished initializing storages"):
+            locator = Locator([Storage(s.name, s.path) for s in cfg.storage])
+            for storage in locator.storages:
+                _write_metadata(storage.path)
+        deps = Dependencies(
+            locator=locator,
+            git=CommandFactory(git_binary),
+            git_binary=git_binary,
+            lifecycle=lifecycle,
+        )
+        server = GrpcServer(
+            cfg.grpc,
+            all_routes(deps),
+            chain(metrics=metrics, auth=cfg.auth),
+            on_accept=lambda transport: metrics.connections.labels(transport).inc(),
+        )
+        running = RunningServer(
+            lifecycle=lifecycle,
+            metrics=metrics,
+            runtime_dir=rt.path,
+            grace_s=cfg.graceful_restart_timeout.seconds,
+        )
+        async with _bound_listeners(cfg, rt.internal_socket) as grpc_listeners:
+            http_socket = _bind_http(cfg.prometheus_listen_addr)
+            http_shutdown, listeners_done = trio.Event(), trio.Event()
+            for kind, listeners in grpc_listeners:
+                running.addresses.setdefault(kind, []).extend(
+                    bind.bound_address(listener) for listener in listeners
+                )
+            if http_socket is not None:
+                running.addresses["http"] = [_socket_address(http_socket)]
+            async with trio.open_nursery() as root:
+                running._root = root.cancel_scope
+                if handle_signals:
+                    await root.start(
+                        _node("signals", watch_signals), running.stop, running.force_stop
+                    )
+                await root.start(_node("workers", _run_workers), workers, lifecycle)
+                async with trio.open_nursery() as serving:
+                    await serving.start(
+                        _node("listeners", _serve_listeners),
+                        server,
+                        grpc_listeners,
+                        lifecycle,
+                        cfg.grpc.tls_handshake_timeout.seconds,
+                        listeners_done,
+                    )
+                    if http_socket is not None:
+                        app = build_app(metrics, lifecycle)
+                        await serving.start(
+                            functools.partial(
+                                _node("http", serve_http), app, http_socket, shutdown=http_shutdown
+                            )
+                        )
+                    _log_started(running, process_start)
+                    task_status.started(running)
+                    await lifecycle.stopping.wait()
+                    LOG.warning(
+                        "starting grace period",
+                        extra={"fields": {"grace_period_s": running.grace_s}},
+                    )
+                    # HTTP outlives the drain so that /readyz can say 503 until the end.
+                    await listeners_done.wait()
+                    http_shutdown.set()
+                # Served and drained: what is left (signal handling) has nothing to do.
+                root.cancel_scope.cancel()
+    LOG.info("trio-gitaly shutdown", extra={"fields": {"exit_code": running.exit_code}})
+
+
+def _log_started(running: RunningServer, process_start: float) -> None:
+    for kind, addresses in running.addresses.items():
+        for address in addresses:
+            LOG.info("listening at address", extra={"fields": {"address": address, "schema": kind}})
+    running.lifecycle.ready = True
+    duration_ms = round((time.time() - process_start) * 1000, 3)
+    LOG.info("Started trio-gitaly", extra={"fields": {"duration_ms": duration_ms}})
+
+
+async def _serve_listeners(
+    server: GrpcServer,
+    grpc_listeners: Sequence[tuple[str, Sequence[trio.abc.Listener[trio.abc.Stream]]]],
+    lifecycle: Lifecycle,
+    tls_handshake_timeout_s: float,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        for kind, listeners in grpc_listeners:
+            await nursery.start(
+                functools.partial(
+                    _node(f"listener {kind}", serve_listener),
+                    server,
+                    listeners,
+                    transport="unix" if kind == "internal" else kind,
+                    lifecycle=lifecycle,
+                    tls_handshake_timeout_s=tls_handshake_timeout_s,
+                )
+            )
+        task_status.started()
+    done.set()
+
+
+async def _run_workers(
+    workers: Sequence[tuple[str, Worker]],
+    lifecycle: Lifecycle,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        for name, worker in workers:
+            await nursery.start(_node(f"workers/{name}", worker))
+        task_status.started()
+        await lifecycle.stopping.wait()
+        # Background jobs hold no client's work: they stop when draining starts.
+        nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _bound_listeners(
+    cfg: Config, internal_socket: str
+) -> AsyncIterator[list[tuple[str, Sequence[trio.abc.Listener[trio.abc.Stream]]]]]:
+    """Bind every gRPC listener, in Gitaly's order; unlink unix sockets afterwards."""
+    bound: list[tuple[str, Sequence[trio.abc.Listener[trio.abc.Stream]]]] = []
+    socket_paths: list[str] = []
+    try:
+        with _startup_errors():
+            if cfg.socket_path:
+                bound.append(("unix", [await bind.open_unix(cfg.socket_path)]))
+                socket_paths.append(cfg.socket_path)
+            bound.append(("internal", [await bind.open_unix(internal_socket)]))
+            socket_paths.append(internal_socket)
+            if cfg.listen_addr is not None:
+                bound.append(
+                    ("tcp", await bind.open_tcp(_host(cfg.listen_addr), cfg.listen_addr.port))
+                )
+            if cfg.tls_listen_addr is not None:
+                context = bind.tls_context(cfg.tls.certificate_path, cfg.tls.key_path)
+                address = cfg.tls_listen_addr
+                bound.append(("tls", await bind.open_tls(_host(address), address.port, context)))
+        yield bound
+    finally:
+        for _, listeners in bound:
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+        for path in socket_paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _bind_http(address: ListenAddress | None) -> Any:
+    if address is None:
+        return None
+    with _startup_errors():
+        return bind_http(address.host, address.port)
+
+
+def _host(address: ListenAddress) -> str | None:
+    # An empty host (":8075") means every interface, which trio spells None.
+    return address.host or None
+
+
+def _socket_address(sock: Any) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _write_metadata(storage_path: str) -> None:
+    try:
+        ensure_metadata(storage_path)
+    except OSError as exc:
+        # As Gitaly: a storage without its id still serves; ServerInfo reports "".
+        LOG.error(
+            "unable to write gitaly metadata file",
+            extra={"fields": {"storage_path": storage_path, "error": str(exc)}},
+        )
+
+
+@contextlib.contextmanager
+def _startup_errors() -> Iterator[None]:
+    try:
+        yield
+    except (GitSetupError, bind.ListenError, RuntimeDirError) as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _process_start() -> float:
+    """Wall-clock time the process began (Linux /proc), for "Started" duration_ms."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            uptime_s = float(uptime.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.time()
+    return time.time() - uptime_s + start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_server(cfg: Config) -> int:
+    """Run the server in the foreground until it stops; return the process exit code.
+
+    0 after a graceful stop; 1 after a forced stop, a start-up failure (one line on
+    stderr saying why) or a crashed node (logged with its traceback).
+    """
+    configure_logging(format=log_format(cfg.logging), level=cfg.logging.level)
+    try:
+        return trio.run(_main, cfg)
+    except KeyboardInterrupt:
+        return 1
+    except BaseException as exc:  # the process boundary: log it, then exit 1
+        LOG.error("unclean trio-gitaly shutdown", exc_info=exc)
+        print(f"trio-gitaly: unclean shutdown: {_first_error(exc)}", file=sys.stderr)
+        return 1
+
+
+async def _main(cfg: Config) -> int:
+    try:
+        async with trio.open_nursery() as nursery:
+            running: RunningServer = await nursery.start(
+                functools.partial(serve, cfg, handle_signals=True)
+            )
+            _announce(running)
+    except BaseExceptionGroup as group:
+        startup, _ = group.split(StartupError)
+        if startup is None:
+            raise
+        print(f"trio-gitaly: {_first_error(startup)}", file=sys.stderr)
+        return 1
+    return running.exit_code
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _announce(running: RunningServer) -> None:
+    """Tell the person who started the server where it listens (stdout, not the log)."""
+    table = Table(title=f"trio-gitaly {__version__} is serving", show_header=False, box=None)
+    for kind, addresses in running.addresses.items():
+        for address in addresses:
+            table.add_row(f"[bold]{kind}[/bold]", address)
+    Console(highlight=False).print(table)
