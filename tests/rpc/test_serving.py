@@ -27,7 +27,7 @@ from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import detect
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.metrics import Metrics
-from trio_gitaly.rpc.call import ServerCall
+from trio_gitaly.rpc.call import MethodInfo, ServerCall
 from trio_gitaly.rpc.gen.gitaly import errors_pb2
 from trio_gitaly.rpc.gen.grpc.health.v1 import health_pb2
 from trio_gitaly.rpc.listeners import bound_address, open_tcp
@@ -80,11 +80,36 @@ class Harness:
         return value or 0.0
 
 
+# A bidirectional method no .proto of ours has: it echoes every request it reads.
+ECHO = "/test.Stream/Echo"
+
+
+async def echo_all(first: Any, call: ServerCall) -> None:
+    message = first
+    while message is not None:
+        await call.send(message)
+        message = await call.receive()
+
+
+ECHO_ROUTE = (
+    MethodInfo(
+        service="test.Stream",
+        name="Echo",
+        request_type=health_pb2.HealthCheckRequest,
+        response_type=health_pb2.HealthCheckRequest,
+        client_streaming=True,
+        server_streaming=True,
+    ),
+    echo_all,
+)
+
+
 async def start_harness(nursery: trio.Nursery, **grpc_options: Any) -> Harness:
     servicer, metrics, lifecycle = Servicer(), Metrics(), Lifecycle()
+    table = routes(health_pb2.DESCRIPTOR.services_by_name["Health"], servicer)
     server = GrpcServer(
         GrpcConfig(**grpc_options),
-        routes(health_pb2.DESCRIPTOR.services_by_name["Health"], servicer),
+        {**table, ECHO: ECHO_ROUTE},
         chain(metrics=metrics, auth=AuthConfig()),
     )
     listeners = await open_tcp("127.0.0.1", 0)
@@ -364,3 +389,93 @@ async def test_grace_deadline_cancels_what_still_runs(harness: Harness, rpc: Cli
         with trio.fail_after(3):
             await cancelled.wait()
         assert trio.current_time() - start >= 0.29
+
+
+async def test_error_group_from_a_handler_nursery_keeps_the_domain_code(
+    harness: Harness, rpc: Client
+) -> None:
+    async def fails_in_a_child(request: Any, call: ServerCall) -> Any:
+        async def child() -> None:
+            raise GitalyError(StatusCode.FAILED_PRECONDITION, "repository is already locked")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child)
+            nursery.start_soon(trio.sleep_forever)
+
+    harness.servicer.check = fails_in_a_child
+    error = await rpc.error(CHECK, Request(), Response)
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "repository is already locked",
+    )
+
+
+async def test_error_while_the_client_resets_stays_in_that_call(
+    harness: Harness, rpc: Client
+) -> None:
+    cleaned_up = trio.Event()
+
+    async def fails_on_cancel(request: Any, call: ServerCall) -> Any:
+        async def cleanup_fails() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                cleaned_up.set()
+                raise ValueError("cleanup failed")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cleanup_fails)
+            nursery.start_soon(trio.sleep_forever)
+
+    async def ok(request: Any, call: ServerCall) -> Any:
+        return Response(status=Response.SERVING)
+
+    harness.servicer.watch = fails_on_cancel
+    harness.servicer.check = ok
+    stream = rpc.channel.unary_stream(
+        WATCH,
+        request_serializer=Request.SerializeToString,
+        response_deserializer=Response.FromString,
+    )(Request())
+    await trio.sleep(0.2)
+    stream.cancel()
+    with trio.fail_after(2):
+        await cleaned_up.wait()
+    # The server, its listener and this very connection are still serving.
+    assert (await rpc.unary(CHECK, Request(), Response)).status == Response.SERVING
+
+
+async def test_unary_request_with_two_messages_is_refused(harness: Harness, rpc: Client) -> None:
+    async def ok(request: Any, call: ServerCall) -> Any:
+        await trio.sleep(0.2)
+        return Response(status=Response.SERVING)
+
+    harness.servicer.check = ok
+    send_two = rpc.channel.stream_unary(
+        CHECK,
+        request_serializer=Request.SerializeToString,
+        response_deserializer=Response.FromString,
+    )
+
+    def call() -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as info:
+            send_two(iter([Request(service="a"), Request(service="b")]), timeout=5)
+        return info.value
+
+    error = await trio.to_thread.run_sync(call)
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "more than one request message" in error.details()
+
+
+async def test_bidirectional_stream_delivers_each_message_once_in_order(
+    harness: Harness, rpc: Client
+) -> None:
+    sent = [Request(service=f"message {i}" + "x" * (i * 997 % 70_000)) for i in range(300)]
+    echo = rpc.channel.stream_stream(
+        ECHO, request_serializer=Request.SerializeToString, response_deserializer=Request.FromString
+    )
+
+    def call() -> list[Request]:
+        return list(echo(iter(sent), timeout=30))
+
+    assert await trio.to_thread.run_sync(call) == sent

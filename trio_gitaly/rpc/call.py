@@ -94,6 +94,7 @@ class ServerCall:
     request: Message | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     headers_sent: bool = False
+    messages_received: int = 0
     reset: bool = False
     cancel_scope: trio.CancelScope | None = None
     # Set when the serving loop ends the call for the client's fault (a message over

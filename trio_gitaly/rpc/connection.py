@@ -139,8 +139,19 @@ class Connection:
             entry = self._calls.get(event.stream_id)
             if entry is None:
                 self.h2.acknowledge(event.stream_id, event.flow_controlled_length)
-            else:
+            elif entry[0].method.client_streaming or not entry[0].messages_received:
+                entry[0].messages_received += 1
                 entry[1].send_nowait((event.data, event.flow_controlled_length))
+            else:
+                # A unary request is one message; more would pile up unread.
+                self.h2.acknowledge(event.stream_id, event.flow_controlled_length)
+                self._abort_call(
+                    event.stream_id,
+                    GitalyError(
+                        StatusCode.INTERNAL,
+                        "grpc: client streaming protocol violation: more than one request message",
+                    ),
+                )
         elif isinstance(event, RequestEnded):
             entry = self._calls.get(event.stream_id)
             if entry is not None:
@@ -219,9 +230,13 @@ class Connection:
                 except Exception as exc:
                     status = self._failed(call, exc)
                 except BaseExceptionGroup as group:
-                    # Our scope's Cancelled rides along: record the error, let it go on.
+                    # Errors mixed with a Cancelled (the client reset while a handler's
+                    # task failed): the errors decide the status and stop here; the
+                    # Cancelled goes on to the scope it belongs to.
                     status = self._failed(call, group)
-                    raise
+                    _, uncaught = group.split(Exception)
+                    if uncaught is not None:
+                        raise uncaught from None
             # An abort decides the status however the handler ended: closing its inbound
             # channel may have made it fail before the cancellation reached it.
             if call.abort is not None:

@@ -22,7 +22,7 @@ from hyperframe.frame import GoAwayFrame
 from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
-from purerpc.grpclib.events import RequestReceived
+from purerpc.grpclib.events import MessageReceived, RequestReceived
 from purerpc.grpclib.exceptions import MessageTooLargeError, ProtocolError
 from purerpc.grpclib.headers import HeaderDict
 
@@ -31,8 +31,11 @@ MAX_INBOUND_FRAME_BYTES = 2**24 - 1
 # Gitaly's metadata is small (a token, a correlation id, feature flags); 64 KiB leaves
 # room for many feature flags while bounding what one request can make us buffer.
 MAX_HEADER_LIST_BYTES = 64 * 1024
-# The connection-level window only needs to cover every stream's window at once.
-CONNECTION_WINDOW_BYTES = 2**30
+# Request bytes a connection may have received but its handlers not yet consumed, over
+# all its streams (each stream is bounded by one message). purerpc grants 1 GiB here.
+CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024
+# What HTTP/2 grants a connection before any WINDOW_UPDATE.
+_DEFAULT_CONNECTION_WINDOW_BYTES = 65535
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,9 @@ class ServerConnection(GRPCConnection):  # type: ignore[misc]
 
     def initiate_connection(self) -> None:
         self.h2_connection.initiate_connection()
-        self.h2_connection.increment_flow_control_window(CONNECTION_WINDOW_BYTES)
+        self.h2_connection.increment_flow_control_window(
+            CONNECTION_WINDOW_BYTES - _DEFAULT_CONNECTION_WINDOW_BYTES
+        )
 
     # -- events purerpc raises or drops --------------------------------------------------
 
@@ -133,7 +138,10 @@ class ServerConnection(GRPCConnection):  # type: ignore[misc]
             del self.message_read_buffers[event.stream_id]
             self._acknowledge(event.stream_id, event.flow_controlled_length)
             return [MessageTooLarge(event.stream_id, f"grpc: {exc}")]
-        return super()._data_received(event)  # type: ignore[no-any-return]
+        return [
+            MessageReceived(event.stream_id, message, length)
+            for message, length in buffer.read_all_complete_messages_flowcontrol()
+        ]
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Any]:
         self.message_read_buffers.pop(event.stream_id, None)

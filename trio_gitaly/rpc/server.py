@@ -112,6 +112,14 @@ async def serve_listener(
             connection.drain()
         try:
             await connection.serve()
+        except Exception as exc:
+            # One client's connection failing must not stop the listener (trio's
+            # serve_listeners treats a handler error as fatal): log it, drop the client.
+            LOG.error(
+                "connection failed",
+                exc_info=exc,
+                extra={"fields": {"peer.address": connection.peer, "transport": transport}},
+            )
         finally:
             live.discard(connection)
 
