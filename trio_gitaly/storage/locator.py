@@ -84,7 +84,7 @@ def _go_clean(path: str) -> str:
     return cleaned
 
 
-def _go_join(root: str, rel: str) -> str:
+def go_join(root: str, rel: str) -> str:
     """Join like Go's `filepath.Join`: an absolute `rel` stays under `root`."""
     return _go_clean(root + "/" + rel)
 
@@ -203,7 +203,7 @@ class Locator:
             # The OS would reject it at stat time with an unhelpful error, and with
             # must_exist=False nothing would stat it before a git command sees it.
             raise invalid_argument("relative path contains a NUL byte", relative_path=relative_path)
-        path = _go_join(root, relative_path)
+        path = go_join(root, relative_path)
         if path == root:
             raise invalid_argument(
                 "relative path refers to the storage root", relative_path=relative_path
