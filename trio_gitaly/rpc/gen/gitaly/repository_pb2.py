@@ -26,7 +26,7 @@ from trio_gitaly.rpc.gen.gitaly import lint_pb2 as gitaly_dot_lint__pb2
 from trio_gitaly.rpc.gen.gitaly import shared_pb2 as gitaly_dot_shared__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gitaly/repository.proto\x12\x06gitaly\x1a\x11gitaly/lint.proto\x1a\x13gitaly/shared.proto\"G\n\x17RepositoryExistsRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"*\n\x18RepositoryExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"C\n\x13ObjectFormatRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"<\n\x14ObjectFormatResponse\x12$\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x14.gitaly.ObjectFormat\"\x8c\x01\n\x17\x43reateRepositoryRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_branch\x18\x02 \x01(\x0c\x12+\n\robject_format\x18\x03 \x01(\x0e\x32\x14.gitaly.ObjectFormat\"\x1a\n\x18\x43reateRepositoryResponse\"G\n\x17RemoveRepositoryRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"\x1a\n\x18RemoveRepositoryResponse2\x83\x03\n\x11RepositoryService\x12]\n\x10RepositoryExists\x12\x1f.gitaly.RepositoryExistsRequest\x1a .gitaly.RepositoryExistsResponse\"\x06\xfa\x97(\x02\x08\x02\x12Q\n\x0cObjectFormat\x12\x1b.gitaly.ObjectFormatRequest\x1a\x1c.gitaly.ObjectFormatResponse\"\x06\xfa\x97(\x02\x08\x02\x12]\n\x10\x43reateRepository\x12\x1f.gitaly.CreateRepositoryRequest\x1a .gitaly.CreateRepositoryResponse\"\x06\xfa\x97(\x02\x08\x01\x12]\n\x10RemoveRepository\x12\x1f.gitaly.RemoveRepositoryRequest\x1a .gitaly.RemoveRepositoryResponse\"\x06\xfa\x97(\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gitaly/repository.proto\x12\x06gitaly\x1a\x11gitaly/lint.proto\x1a\x13gitaly/shared.proto\"G\n\x17RepositoryExistsRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"*\n\x18RepositoryExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"C\n\x13ObjectFormatRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"<\n\x14ObjectFormatResponse\x12$\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x14.gitaly.ObjectFormat\"\x8c\x01\n\x17\x43reateRepositoryRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_branch\x18\x02 \x01(\x0c\x12+\n\robject_format\x18\x03 \x01(\x0e\x32\x14.gitaly.ObjectFormat\"\x1a\n\x18\x43reateRepositoryResponse\"G\n\x17RemoveRepositoryRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"\x1a\n\x18RemoveRepositoryResponse\"G\n\x17HasLocalBranchesRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\")\n\x18HasLocalBranchesResponse\x12\r\n\x05value\x18\x01 \x01(\x08\"E\n\x15RepositorySizeRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"&\n\x16RepositorySizeResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\"E\n\x15RepositoryInfoRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"\x8b\x04\n\x16RepositoryInfoResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x41\n\nreferences\x18\x02 \x01(\x0b\x32-.gitaly.RepositoryInfoResponse.ReferencesInfo\x12;\n\x07objects\x18\x03 \x01(\x0b\x32*.gitaly.RepositoryInfoResponse.ObjectsInfo\x1a\x89\x02\n\x0eReferencesInfo\x12\x13\n\x0bloose_count\x18\x01 \x01(\x04\x12\x13\n\x0bpacked_size\x18\x02 \x01(\x04\x12Y\n\x11reference_backend\x18\x03 \x01(\x0e\x32>.gitaly.RepositoryInfoResponse.ReferencesInfo.ReferenceBackend\"r\n\x10ReferenceBackend\x12!\n\x1dREFERENCE_BACKEND_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERENCE_BACKEND_FILES\x10\x01\x12\x1e\n\x1aREFERENCE_BACKEND_REFTABLE\x10\x02\x1aW\n\x0bObjectsInfo\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x13\n\x0brecent_size\x18\x02 \x01(\x04\x12\x12\n\nstale_size\x18\x03 \x01(\x04\x12\x11\n\tkeep_size\x18\x04 \x01(\x04\"W\n\x14\x46indMergeBaseRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\x12\x11\n\trevisions\x18\x02 \x03(\x0c\"%\n\x15\x46indMergeBaseResponse\x12\x0c\n\x04\x62\x61se\x18\x01 \x01(\t\"H\n\x18\x43\x61lculateChecksumRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\"-\n\x19\x43\x61lculateChecksumResponse\x12\x10\n\x08\x63hecksum\x18\x01 \x01(\t\"\x93\x01\n\x18SearchFilesByNameRequest\x12,\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.RepositoryB\x04\x98\xc6,\x01\x12\r\n\x05query\x18\x02 \x01(\t\x12\x0b\n\x03ref\x18\x03 \x01(\x0c\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x0e\n\x06offset\x18\x06 \x01(\r\"*\n\x19SearchFilesByNameResponse\x12\r\n\x05\x66iles\x18\x01 \x03(\x0c\x32\xb0\x07\n\x11RepositoryService\x12]\n\x10RepositoryExists\x12\x1f.gitaly.RepositoryExistsRequest\x1a .gitaly.RepositoryExistsResponse\"\x06\xfa\x97(\x02\x08\x02\x12Q\n\x0cObjectFormat\x12\x1b.gitaly.ObjectFormatRequest\x1a\x1c.gitaly.ObjectFormatResponse\"\x06\xfa\x97(\x02\x08\x02\x12]\n\x10\x43reateRepository\x12\x1f.gitaly.CreateRepositoryRequest\x1a .gitaly.CreateRepositoryResponse\"\x06\xfa\x97(\x02\x08\x01\x12]\n\x10RemoveRepository\x12\x1f.gitaly.RemoveRepositoryRequest\x1a .gitaly.RemoveRepositoryResponse\"\x06\xfa\x97(\x02\x08\x01\x12]\n\x10HasLocalBranches\x12\x1f.gitaly.HasLocalBranchesRequest\x1a .gitaly.HasLocalBranchesResponse\"\x06\xfa\x97(\x02\x08\x02\x12W\n\x0eRepositorySize\x12\x1d.gitaly.RepositorySizeRequest\x1a\x1e.gitaly.RepositorySizeResponse\"\x06\xfa\x97(\x02\x08\x02\x12W\n\x0eRepositoryInfo\x12\x1d.gitaly.RepositoryInfoRequest\x1a\x1e.gitaly.RepositoryInfoResponse\"\x06\xfa\x97(\x02\x08\x02\x12T\n\rFindMergeBase\x12\x1c.gitaly.FindMergeBaseRequest\x1a\x1d.gitaly.FindMergeBaseResponse\"\x06\xfa\x97(\x02\x08\x02\x12`\n\x11\x43\x61lculateChecksum\x12 .gitaly.CalculateChecksumRequest\x1a!.gitaly.CalculateChecksumResponse\"\x06\xfa\x97(\x02\x08\x02\x12\x62\n\x11SearchFilesByName\x12 .gitaly.SearchFilesByNameRequest\x1a!.gitaly.SearchFilesByNameResponse\"\x06\xfa\x97(\x02\x08\x02\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEREPOSITORYREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
   _globals['_REMOVEREPOSITORYREQUEST'].fields_by_name['repository']._loaded_options = None
   _globals['_REMOVEREPOSITORYREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
+  _globals['_HASLOCALBRANCHESREQUEST'].fields_by_name['repository']._loaded_options = None
+  _globals['_HASLOCALBRANCHESREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
+  _globals['_REPOSITORYSIZEREQUEST'].fields_by_name['repository']._loaded_options = None
+  _globals['_REPOSITORYSIZEREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
+  _globals['_REPOSITORYINFOREQUEST'].fields_by_name['repository']._loaded_options = None
+  _globals['_REPOSITORYINFOREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
+  _globals['_FINDMERGEBASEREQUEST'].fields_by_name['repository']._loaded_options = None
+  _globals['_FINDMERGEBASEREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
+  _globals['_CALCULATECHECKSUMREQUEST'].fields_by_name['repository']._loaded_options = None
+  _globals['_CALCULATECHECKSUMREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
+  _globals['_SEARCHFILESBYNAMEREQUEST'].fields_by_name['repository']._loaded_options = None
+  _globals['_SEARCHFILESBYNAMEREQUEST'].fields_by_name['repository']._serialized_options = b'\230\306,\001'
   _globals['_REPOSITORYSERVICE'].methods_by_name['RepositoryExists']._loaded_options = None
   _globals['_REPOSITORYSERVICE'].methods_by_name['RepositoryExists']._serialized_options = b'\372\227(\002\010\002'
   _globals['_REPOSITORYSERVICE'].methods_by_name['ObjectFormat']._loaded_options = None
@@ -49,6 +61,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPOSITORYSERVICE'].methods_by_name['CreateRepository']._serialized_options = b'\372\227(\002\010\001'
   _globals['_REPOSITORYSERVICE'].methods_by_name['RemoveRepository']._loaded_options = None
   _globals['_REPOSITORYSERVICE'].methods_by_name['RemoveRepository']._serialized_options = b'\372\227(\002\010\001'
+  _globals['_REPOSITORYSERVICE'].methods_by_name['HasLocalBranches']._loaded_options = None
+  _globals['_REPOSITORYSERVICE'].methods_by_name['HasLocalBranches']._serialized_options = b'\372\227(\002\010\002'
+  _globals['_REPOSITORYSERVICE'].methods_by_name['RepositorySize']._loaded_options = None
+  _globals['_REPOSITORYSERVICE'].methods_by_name['RepositorySize']._serialized_options = b'\372\227(\002\010\002'
+  _globals['_REPOSITORYSERVICE'].methods_by_name['RepositoryInfo']._loaded_options = None
+  _globals['_REPOSITORYSERVICE'].methods_by_name['RepositoryInfo']._serialized_options = b'\372\227(\002\010\002'
+  _globals['_REPOSITORYSERVICE'].methods_by_name['FindMergeBase']._loaded_options = None
+  _globals['_REPOSITORYSERVICE'].methods_by_name['FindMergeBase']._serialized_options = b'\372\227(\002\010\002'
+  _globals['_REPOSITORYSERVICE'].methods_by_name['CalculateChecksum']._loaded_options = None
+  _globals['_REPOSITORYSERVICE'].methods_by_name['CalculateChecksum']._serialized_options = b'\372\227(\002\010\002'
+  _globals['_REPOSITORYSERVICE'].methods_by_name['SearchFilesByName']._loaded_options = None
+  _globals['_REPOSITORYSERVICE'].methods_by_name['SearchFilesByName']._serialized_options = b'\372\227(\002\010\002'
   _globals['_REPOSITORYEXISTSREQUEST']._serialized_start=75
   _globals['_REPOSITORYEXISTSREQUEST']._serialized_end=146
   _globals['_REPOSITORYEXISTSRESPONSE']._serialized_start=148
@@ -65,6 +89,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEREPOSITORYREQUEST']._serialized_end=565
   _globals['_REMOVEREPOSITORYRESPONSE']._serialized_start=567
   _globals['_REMOVEREPOSITORYRESPONSE']._serialized_end=593
-  _globals['_REPOSITORYSERVICE']._serialized_start=596
-  _globals['_REPOSITORYSERVICE']._serialized_end=983
+  _globals['_HASLOCALBRANCHESREQUEST']._serialized_start=595
+  _globals['_HASLOCALBRANCHESREQUEST']._serialized_end=666
+  _globals['_HASLOCALBRANCHESRESPONSE']._serialized_start=668
+  _globals['_HASLOCALBRANCHESRESPONSE']._serialized_end=709
+  _globals['_REPOSITORYSIZEREQUEST']._serialized_start=711
+  _globals['_REPOSITORYSIZEREQUEST']._serialized_end=780
+  _globals['_REPOSITORYSIZERESPONSE']._serialized_start=782
+  _globals['_REPOSITORYSIZERESPONSE']._serialized_end=820
+  _globals['_REPOSITORYINFOREQUEST']._serialized_start=822
+  _globals['_REPOSITORYINFOREQUEST']._serialized_end=891
+  _globals['_REPOSITORYINFORESPONSE']._serialized_start=894
+  _globals['_REPOSITORYINFORESPONSE']._serialized_end=1417
+  _globals['_REPOSITORYINFORESPONSE_REFERENCESINFO']._serialized_start=1063
+  _globals['_REPOSITORYINFORESPONSE_REFERENCESINFO']._serialized_end=1328
+  _globals['_REPOSITORYINFORESPONSE_REFERENCESINFO_REFERENCEBACKEND']._serialized_start=1214
+  _globals['_REPOSITORYINFORESPONSE_REFERENCESINFO_REFERENCEBACKEND']._serialized_end=1328
+  _globals['_REPOSITORYINFORESPONSE_OBJECTSINFO']._serialized_start=1330
+  _globals['_REPOSITORYINFORESPONSE_OBJECTSINFO']._serialized_end=1417
+  _globals['_FINDMERGEBASEREQUEST']._serialized_start=1419
+  _globals['_FINDMERGEBASEREQUEST']._serialized_end=1506
+  _globals['_FINDMERGEBASERESPONSE']._serialized_start=1508
+  _globals['_FINDMERGEBASERESPONSE']._serialized_end=1545
+  _globals['_CALCULATECHECKSUMREQUEST']._serialized_start=1547
+  _globals['_CALCULATECHECKSUMREQUEST']._serialized_end=1619
+  _globals['_CALCULATECHECKSUMRESPONSE']._serialized_start=1621
+  _globals['_CALCULATECHECKSUMRESPONSE']._serialized_end=1666
+  _globals['_SEARCHFILESBYNAMEREQUEST']._serialized_start=1669
+  _globals['_SEARCHFILESBYNAMEREQUEST']._serialized_end=1816
+  _globals['_SEARCHFILESBYNAMERESPONSE']._serialized_start=1818
+  _globals['_SEARCHFILESBYNAMERESPONSE']._serialized_end=1860
+  _globals['_REPOSITORYSERVICE']._serialized_start=1863
+  _globals['_REPOSITORYSERVICE']._serialized_end=2807
 # @@protoc_insertion_point(module_scope)
