@@ -75,6 +75,45 @@ class Client:
             lambda: method(request, metadata=tuple(metadata), timeout=timeout)
         )
 
+    async def stream(
+        self,
+        path: str,
+        request: Message | Sequence[Message],
+        response_type: type[Message],
+        *,
+        client_streaming: bool = False,
+        metadata: Sequence[tuple[str, str]] = (),
+        timeout: float | None = 30.0,
+    ) -> list[Any]:
+        """Call a server-streaming (or, with `client_streaming`, bidi) method; all answers."""
+        if client_streaming:
+            assert isinstance(request, Sequence)
+            requests = list(request)
+            serializer = type(requests[0]).SerializeToString
+            bidi = self.channel.stream_stream(
+                path, request_serializer=serializer, response_deserializer=response_type.FromString
+            )
+            return await trio.to_thread.run_sync(
+                lambda: list(bidi(iter(requests), metadata=tuple(metadata), timeout=timeout))
+            )
+        assert isinstance(request, Message)
+        method = self.channel.unary_stream(
+            path,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        return await trio.to_thread.run_sync(
+            lambda: list(method(request, metadata=tuple(metadata), timeout=timeout))
+        )
+
+    async def stream_error(
+        self, path: str, request: Message, response_type: type[Message], **kw: Any
+    ) -> grpc.RpcError:
+        """Call a server-streaming method that must fail; return the error."""
+        with pytest.raises(grpc.RpcError) as info:
+            await self.stream(path, request, response_type, **kw)
+        return info.value
+
     async def error(
         self, path: str, request: Message, response_type: type[Message], **kw: Any
     ) -> grpc.RpcError:
@@ -82,3 +121,14 @@ class Client:
         with pytest.raises(grpc.RpcError) as info:
             await self.unary(path, request, response_type, **kw)
         return info.value
+
+
+def error_detail(error: grpc.RpcError, detail_type: type[Message]) -> Any:
+    """The structured detail (first google.rpc.Status detail) of a failed call, unpacked."""
+    from google.rpc import status_pb2
+
+    trailers = dict(error.trailing_metadata() or ())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    detail = detail_type()
+    assert status.details and status.details[0].Unpack(detail), status
+    return detail

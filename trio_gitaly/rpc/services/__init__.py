@@ -1,6 +1,7 @@
-"""The gRPC services, one module each, and the dependencies they are built from.
+"""The gRPC services, one module or package each, and the dependencies they are built from.
 
-Services never import each other: what two of them share lives in git/ or storage/.
+Services never import each other: what two of them share lives in git/, storage/, or
+the service-neutral helpers of rpc/ (repo.py, gitproto.py, streaming.py).
 """
 
 from __future__ import annotations
@@ -24,20 +25,39 @@ class Dependencies:
     lifecycle: Lifecycle
 
 
+class ServiceBase:
+    """Holds the dependencies; a service's RPC methods are added by subclasses."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+
 def all_routes(deps: Dependencies) -> dict[str, Route]:
     """The method table of every service this server implements."""
-    from trio_gitaly.rpc.gen.gitaly import repository_pb2, server_pb2
+    from trio_gitaly.rpc.gen.gitaly import (
+        blob_pb2,
+        commit_pb2,
+        diff_pb2,
+        ref_pb2,
+        repository_pb2,
+        server_pb2,
+    )
     from trio_gitaly.rpc.gen.grpc.health.v1 import health_pb2
+    from trio_gitaly.rpc.services.blob import BlobService
+    from trio_gitaly.rpc.services.commit import CommitService
+    from trio_gitaly.rpc.services.diff import DiffService
     from trio_gitaly.rpc.services.health import HealthService
+    from trio_gitaly.rpc.services.ref import RefService
     from trio_gitaly.rpc.services.repository import RepositoryService
     from trio_gitaly.rpc.services.server import ServerService
 
     served = [
         (health_pb2.DESCRIPTOR.services_by_name["Health"], HealthService(deps)),
         (server_pb2.DESCRIPTOR.services_by_name["ServerService"], ServerService(deps)),
-        (
-            repository_pb2.DESCRIPTOR.services_by_name["RepositoryService"],
-            RepositoryService(deps),
-        ),
+        (repository_pb2.DESCRIPTOR.services_by_name["RepositoryService"], RepositoryService(deps)),
+        (ref_pb2.DESCRIPTOR.services_by_name["RefService"], RefService(deps)),
+        (commit_pb2.DESCRIPTOR.services_by_name["CommitService"], CommitService(deps)),
+        (blob_pb2.DESCRIPTOR.services_by_name["BlobService"], BlobService(deps)),
+        (diff_pb2.DESCRIPTOR.services_by_name["DiffService"], DiffService(deps)),
     ]
     return merge(routes(descriptor, servicer) for descriptor, servicer in served)

@@ -1,4 +1,4 @@
-"""gitaly.RepositoryService: whether a repository exists, creating and removing one.
+"""RepositoryService, lifecycle: whether a repository exists, creating and removing one.
 
 A repository appears and disappears by a single rename, so no client ever sees half of
 one: it is built in the storage's temporary directory (same filesystem, so the rename
@@ -17,7 +17,7 @@ from trio_gitaly.errors import GitalyError, StatusCode
 from trio_gitaly.git.args import GitCommand
 from trio_gitaly.rpc.call import ServerCall
 from trio_gitaly.rpc.gen.gitaly import repository_pb2, shared_pb2
-from trio_gitaly.rpc.services import Dependencies
+from trio_gitaly.rpc.services import ServiceBase
 from trio_gitaly.storage.durable import publish_repository, stage_removal
 
 _OBJECT_FORMATS = {
@@ -28,20 +28,16 @@ _OBJECT_FORMATS = {
 _FORMAT_ENUMS = {"sha1": shared_pb2.OBJECT_FORMAT_SHA1, "sha256": shared_pb2.OBJECT_FORMAT_SHA256}
 
 
-class RepositoryService:
-    """Repository lifecycle RPCs (the rest of RepositoryService comes with later issues)."""
-
-    def __init__(self, deps: Dependencies) -> None:
-        self._locator = deps.locator
-        self._git = deps.git
+class RepositoryLifecycle(ServiceBase):
+    """Repository lifecycle RPCs."""
 
     async def RepositoryExists(
         self, request: repository_pb2.RepositoryExistsRequest, call: ServerCall
     ) -> repository_pb2.RepositoryExistsResponse:
         """Whether the repository exists and is a git directory; never NOT_FOUND for it."""
-        path = self._locator.repo_path(request.repository, must_exist=False)
+        path = self._deps.locator.repo_path(request.repository, must_exist=False)
         try:
-            self._locator.validate_repo_dir(path)
+            self._deps.locator.validate_repo_dir(path)
         except GitalyError as error:
             if error.code not in (StatusCode.NOT_FOUND, StatusCode.FAILED_PRECONDITION):
                 raise
@@ -52,8 +48,8 @@ class RepositoryService:
         self, request: repository_pb2.ObjectFormatRequest, call: ServerCall
     ) -> repository_pb2.ObjectFormatResponse:
         """The repository's object hash: sha1 or sha256 (NOT_FOUND when it is missing)."""
-        path = self._locator.repo_path(request.repository)
-        result = await self._git.run(
+        path = self._deps.locator.repo_path(request.repository)
+        result = await self._deps.git.run(
             GitCommand("rev-parse", flags=["--show-object-format"]), repo_path=path
         )
         name = result.stdout.decode().strip()
@@ -70,7 +66,7 @@ class RepositoryService:
         the target path is untouched unless the final rename already happened.
         """
         repo = request.repository
-        target = self._locator.repo_path(repo, must_exist=False)
+        target = self._deps.locator.repo_path(repo, must_exist=False)
         if request.object_format not in _OBJECT_FORMATS:
             raise GitalyError(
                 StatusCode.INVALID_ARGUMENT, f"unknown object format: {request.object_format}"
@@ -85,11 +81,11 @@ class RepositoryService:
             flags.append(f"--object-format={object_format}")
 
         staging = tempfile.mkdtemp(
-            prefix="repo-create-", dir=self._locator.tmp_dir(repo.storage_name)
+            prefix="repo-create-", dir=self._deps.locator.tmp_dir(repo.storage_name)
         )
         try:
             built = os.path.join(staging, "repo")
-            init = await self._git.run(
+            init = await self._deps.git.run(
                 GitCommand("init", flags=flags, args=[built]), repo_path=None, check=False
             )
             if init.returncode != 0:
@@ -113,10 +109,10 @@ class RepositoryService:
         in the temporary directory.
         """
         repo = request.repository
-        path = self._locator.repo_path(repo)
+        path = self._deps.locator.repo_path(repo)
         staging = tempfile.mkdtemp(
             prefix=os.path.basename(path) + "+removed-",
-            dir=self._locator.tmp_dir(repo.storage_name),
+            dir=self._deps.locator.tmp_dir(repo.storage_name),
         )
         try:
             await trio.to_thread.run_sync(stage_removal, path, staging)
