@@ -31,6 +31,7 @@ from rich.table import Table
 
 from trio_gitaly import __version__
 from trio_gitaly.config import Config, ListenAddress, log_format
+from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitSetupError, detect
 from trio_gitaly.http.app import build_app
@@ -152,12 +153,17 @@ async def serve(
             locator = Locator([Storage(s.name, s.path) for s in cfg.storage])
             for storage in locator.storages:
                 _write_metadata(storage.path)
+        factory = CommandFactory(git_binary)
+        catfile = CatfileCache(factory, metrics.registry, max_idle=cfg.git.catfile_cache_size)
         deps = Dependencies(
             locator=locator,
-            git=CommandFactory(git_binary),
+            git=factory,
             git_binary=git_binary,
             lifecycle=lifecycle,
+            catfile=catfile,
         )
+        # The cache's idle processes belong to its evictor, a worker of the tree.
+        workers = [("catfile cache evictor", catfile.run_evictor), *workers]
         server = GrpcServer(
             cfg.grpc,
             all_routes(deps),

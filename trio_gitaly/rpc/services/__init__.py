@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitBinary
 from trio_gitaly.lifecycle import Lifecycle
@@ -23,6 +24,7 @@ class Dependencies:
     git: CommandFactory
     git_binary: GitBinary
     lifecycle: Lifecycle
+    catfile: CatfileCache
 
 
 class ServiceBase:
