@@ -31,6 +31,8 @@ MIN_MAX_MESSAGE_BYTES: Final = 1024
 MAX_MAX_MESSAGE_BYTES: Final = 256 * 1024 * 1024
 DEFAULT_MAX_CONCURRENT_STREAMS: Final = 256
 MAX_MAX_CONCURRENT_STREAMS: Final = 65536
+DEFAULT_CATFILE_CACHE_SIZE: Final = 100
+MAX_CATFILE_CACHE_SIZE: Final = 10000
 
 # Used when no config file is given: a self-contained data directory under the CWD.
 EMBEDDED_DATA_DIR: Final = "trio-gitaly-data"
@@ -205,9 +207,16 @@ class StorageConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class GitConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The Git binary; empty `bin_path` means "git" on PATH."""
+    """The Git binary; empty `bin_path` means "git" on PATH.
+
+    `catfile_cache_size` bounds the idle `git cat-file` processes kept for reuse; 0 means
+    the default, as in Gitaly.
+    """
 
     bin_path: str = ""
+    catfile_cache_size: Annotated[int, msgspec.Meta(ge=0, le=MAX_CATFILE_CACHE_SIZE)] = (
+        DEFAULT_CATFILE_CACHE_SIZE
+    )
 
 
 class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

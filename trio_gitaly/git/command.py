@@ -113,6 +113,9 @@ class GitProcess:
         self.stdout: trio.abc.ReceiveStream | None = process.stdout
         self._stderr = bytearray()
         self._stderr_done = trio.Event()
+        if process.stderr is None:
+            # A long-lived process (`CommandFactory.start`) has no stderr pipe to drain.
+            self._stderr_done.set()
         # Set once the group got its SIGKILL; see `wait` for why that happens only once.
         self._group_killed = False
 
@@ -138,6 +141,28 @@ class GitProcess:
         with trio.move_on_after(STDERR_DRAIN_TIMEOUT_S):
             await self._stderr_done.wait()
         return returncode
+
+    def poll(self) -> int | None:
+        """git's exit status if it has exited, else None; never blocks.
+
+        An exited git is reaped here, and what is left of its group killed at once, for
+        the reason given in `wait`.
+        """
+        returncode = self._process.returncode
+        if returncode is not None:
+            self._kill_group_once()
+        return returncode
+
+    async def aclose(self) -> None:
+        """Kill the group and reap git; close our pipe ends. Safe to call twice.
+
+        Only for processes from `CommandFactory.start`: `spawn` closes its own.
+
+        Cancellation:
+            Shielded, and bounded by `REAP_TIMEOUT_S`: it finishes even in a
+            cancelled scope.
+        """
+        await self._kill_and_reap()
 
     def _kill_group_once(self) -> None:
         if not self._group_killed:
@@ -253,6 +278,49 @@ class CommandFactory:
         if check and returncode != 0:
             raise GitCommandError(cmd.name, returncode, result.stderr, process.argv)
         return result
+
+    async def start(
+        self,
+        cmd: GitCommand,
+        *,
+        repo_path: str | None,
+        config: Sequence[tuple[str, str]] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> GitProcess:
+        """Start a long-lived `cmd` that outlives the calling task (cat-file caches).
+
+        Unlike `spawn`, nothing is tied to the caller's scope: the caller owns the
+        process and must end it with `GitProcess.aclose`. stdin and stdout are pipes;
+        stderr goes to /dev/null, since no task would be there to drain a pipe and a
+        chatty git would block on a full one.
+
+        Args:
+            cmd, repo_path, config, env: as for `run`.
+
+        Returns:
+            The running process, in its own process group.
+
+        Raises:
+            GitalyError: INVALID_ARGUMENT for invalid input (nothing is spawned),
+                INTERNAL when git cannot be started.
+
+        Cancellation:
+            Cancelled before the process exists, or not at all: no git is leaked.
+        """
+        argv = self.argv(cmd, repo_path=repo_path, config=config)
+        environment = with_extra_environment(self._environment, env or {})
+        try:
+            process = await trio.lowlevel.open_process(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=environment,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise internal(f"cannot start git {cmd.name}: {exc.strerror}", argv=argv) from exc
+        return GitProcess(process, argv)
 
     @asynccontextmanager
     async def spawn(
