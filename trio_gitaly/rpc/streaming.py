@@ -18,6 +18,8 @@ from trio_gitaly.rpc.call import ServerCall
 CHUNK_BYTES = 128 * 1024
 # A list message is sent once adding the next item would reach this (Gitaly's chunker).
 MESSAGE_BUDGET_BYTES = 1024 * 1024
+# What embedding an item in the response adds: its field tag and length prefix.
+_ITEM_FRAMING_BYTES = 8
 # What PaginationParameter.limit < 0 normalises to (Gitaly's rule).
 UNLIMITED = 2**31 - 1
 
@@ -43,7 +45,7 @@ class Batcher(Generic[Item]):
 
         Cancellation: raises Cancelled while a full message waits for the client.
         """
-        size = item.ByteSize()
+        size = item.ByteSize() + _ITEM_FRAMING_BYTES
         if self._items and self._size + size >= MESSAGE_BUDGET_BYTES:
             await self.flush()
         self._items.append(item)
