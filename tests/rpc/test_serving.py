@@ -15,9 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 import trio
 from google.rpc import status_pb2
+from hyperframe.frame import WindowUpdateFrame
 
 from tests.helpers import Client
 from trio_gitaly.config import AuthConfig, GrpcConfig
@@ -479,3 +483,45 @@ async def test_bidirectional_stream_delivers_each_message_once_in_order(
         return list(echo(iter(sent), timeout=30))
 
     assert await trio.to_thread.run_sync(call) == sent
+
+
+async def test_window_update_after_the_stream_ended_is_ignored(harness: Harness) -> None:
+    # RFC 9113 §6.9: a WINDOW_UPDATE can arrive for a stream the server just finished
+    # (the client granted window before it saw the end). h2 3.2 calls it a connection
+    # error; every other call of that connection would fail with it.
+    async def ok(request: Any, call: ServerCall) -> Any:
+        return Response(status=Response.SERVING)
+
+    harness.servicer.check = ok
+    host, port = harness.address.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+
+    async def call(stream_id: int) -> list[Any]:
+        headers = [
+            (":method", "POST"), (":scheme", "http"), (":path", CHECK),
+            (":authority", harness.address), ("te", "trailers"),
+            ("content-type", "application/grpc"),
+        ]  # fmt: skip
+        client.send_headers(stream_id, headers)
+        client.send_data(stream_id, b"\x00\x00\x00\x00\x00", end_stream=True)
+        await stream.send_all(client.data_to_send())
+        events: list[Any] = []
+        with trio.fail_after(5):
+            while not any(isinstance(e, h2.events.StreamEnded) for e in events):
+                data = await stream.receive_some(65536)
+                assert data, "the server closed the connection"
+                events += client.receive_data(data)
+        return events
+
+    first = await call(1)
+    assert any(isinstance(e, h2.events.TrailersReceived) for e in first)
+    await call(3)  # opening a newer stream makes h2 forget the closed stream 1
+    frame = WindowUpdateFrame(1)
+    frame.window_increment = 65536
+    await stream.send_all(frame.serialize())  # for stream 1, which has ended
+    third = await call(5)
+    trailers = next(e for e in third if isinstance(e, h2.events.TrailersReceived))
+    assert (b"grpc-status", b"0") in trailers.headers
+    await stream.aclose()

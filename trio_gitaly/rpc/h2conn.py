@@ -18,7 +18,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import GoAwayFrame, WindowUpdateFrame
 from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.connection import GRPCConnection
@@ -78,6 +78,20 @@ class ServerConnection(GRPCConnection):  # type: ignore[misc]
         # window back only when the handler consumes a message (that is the backpressure).
         self._stream_window = min(max_message_bytes + 5, 2**31 - 1)
         super().__init__(GRPCConfiguration(client_side=False, max_message_length=max_message_bytes))
+        connection = self.h2_connection
+        receive_window_update = connection._receive_window_update_frame
+
+        def window_update(frame: WindowUpdateFrame) -> tuple[list[Any], list[Any]]:
+            # RFC 9113 §6.9: a WINDOW_UPDATE may arrive for a stream we just ended (the
+            # client granted window before it saw the end) and must be ignored. h2 3.2
+            # raises once it has forgotten the stream, which would cost the client every
+            # other call on this connection. h2 reads its handlers from this table.
+            try:
+                return receive_window_update(frame)  # type: ignore[no-any-return]
+            except h2.exceptions.StreamClosedError:
+                return [], []
+
+        connection._frame_dispatch_table[WindowUpdateFrame] = window_update
 
     def _set_h2_connection_local_settings(self) -> None:
         codes = h2.settings.SettingCodes
