@@ -1,0 +1,37 @@
+"""The suites: one module each, with `SUITE = Suite(name, summary, run)`.
+
+`run(ctx: Context) -> SuiteResult` starts what it measures (benchmarks/servers.py: the
+real server, the echo servers; or processes of its own) in `ctx.workdir`, measures
+variants in interleaved rounds (benchmarks/measure.py, or its own loop over
+`core.rotation`), and returns `Metric`s (each a candidate and a baseline with one value
+per round, a ratio direction and an optional target) plus every raw sample. The CLI
+runs the chosen suites in order, and report.py turns all metrics into the table, the
+JSON file, the markdown and the chart; nothing there knows about any one suite.
+
+Adding a suite: write `benchmarks/suites/<name>.py` with its `SUITE`, add the name to
+`AVAILABLE` (and drop it from `PLANNED`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from benchmarks.core import Suite
+
+# In the order they run.
+AVAILABLE = ("rpc", "catfile")
+
+# From the benchmarks issue, not written yet; `--list` shows them.
+PLANNED = {
+    "clone": "clone through trio-gitaly ssh and the HTTP gateway ÷ git clone --no-local (≤ 1.05)",
+    "push": "push of a fresh history ÷ a direct push (≤ 1.10)",
+    "startup": "time to ready with 10,000 repositories ÷ with 0 (≤ 1.1)",
+    "memory": "server RSS idle, and its growth during 8 parallel clones (≤ 50 MB)",
+    "overload": "10 times the clone limit: time to refuse the excess, completion of the admitted",
+}
+
+
+def load(name: str) -> Suite:
+    module = importlib.import_module(f"benchmarks.suites.{name}")
+    suite: Suite = module.SUITE
+    return suite
