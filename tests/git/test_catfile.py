@@ -427,7 +427,7 @@ async def test_max_idle_evicts_the_oldest(
     await cache.aclose()
 
 
-async def test_duplicate_key_evicts_the_older(
+async def test_several_idle_processes_per_key_most_recent_first(
     cache: CatfileCache, registry: CollectorRegistry, tmp_path: Path
 ) -> None:
     path = str(tmp_path / "r.git")
@@ -435,12 +435,14 @@ async def test_duplicate_key_evicts_the_older(
     async with cache.reader(path) as first, cache.reader(path) as second:
         assert first.pid != second.pid
         pids = first.pid, second.pid
-    # `second` went back first, then `first` replaced it.
-    assert cache.idle_count == 1
-    assert _count(registry, "gitaly_catfile_cache_total", "duplicate") == 1
-    await _wait_until(lambda: not _alive(pids[1]))
-    async with cache.reader(path) as reader:
-        assert reader.pid == pids[0]
+    # Both stay: concurrent RPCs on one repository reuse them instead of respawning.
+    assert cache.idle_count == 2
+    assert all(_alive(pid) for pid in pids)
+    async with cache.reader(path) as one, cache.reader(path) as two:
+        # `first` went back last, so it comes out first; then `second`.
+        assert (one.pid, two.pid) == pids
+    assert _count(registry, "gitaly_catfile_cache_total", "hit") == 2
+    assert _count(registry, "gitaly_catfile_processes_total") == 2
 
 
 async def test_idle_processes_expire(

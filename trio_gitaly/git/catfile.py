@@ -96,9 +96,14 @@ class CatfileCache:
         self._max_idle = max_idle if max_idle > 0 else DEFAULT_MAX_IDLE
         self._ttl_s = ttl_s
         self._eviction_interval_s = eviction_interval_s
-        # Insertion-ordered, and an entry is re-inserted on every return, so the first
-        # entry is always the oldest and the first to expire.
-        self._idle: dict[_Key, _Idle] = {}
+        # Idle processes by serial, in return order: the first is the oldest and the
+        # first to expire. Several may share a key: under concurrent RPCs on one
+        # repository, keeping only one per key (Gitaly's "duplicate" eviction) made every
+        # return close a process and every checkout start one.
+        self._idle: dict[int, tuple[_Key, _Idle]] = {}
+        # Per key, the serials of its idle processes, most recently returned last.
+        self._by_key: dict[_Key, list[int]] = {}
+        self._serial = 0
         self._closed = False
         self._metrics = _CatfileMetrics(registry)
 
@@ -190,7 +195,8 @@ class CatfileCache:
         await self._evict(expired_before=float("inf"))
 
     async def _checkout(self, key: _Key, repo_path: str, env: Mapping[str, str]) -> BatchProcess:
-        entry = self._idle.pop(key, None)
+        serials = self._by_key.get(key)
+        entry = self._take(serials[-1]) if serials else None
         self._report_members()
         if entry is not None:
             if entry.process.alive():
@@ -216,28 +222,35 @@ class CatfileCache:
             await self._close(process)
             return
         victims: list[BatchProcess] = []
-        replaced = self._idle.pop(key, None)
-        if replaced is not None:
-            self._metrics.cache.labels("duplicate").inc()
-            victims.append(replaced.process)
-        self._idle[key] = _Idle(process, trio.current_time() + self._ttl_s)
+        self._serial += 1
+        self._idle[self._serial] = (key, _Idle(process, trio.current_time() + self._ttl_s))
+        self._by_key.setdefault(key, []).append(self._serial)
         while len(self._idle) > self._max_idle:
-            victims.append(self._idle.pop(next(iter(self._idle))).process)
+            victims.append(self._take(next(iter(self._idle))).process)
         self._report_members()
         for victim in victims:
             await self._close(victim)
 
     async def _evict(self, *, expired_before: float) -> None:
         victims = [
-            key
-            for key, entry in self._idle.items()
+            serial
+            for serial, (_, entry) in self._idle.items()
             if entry.expiry <= expired_before or not entry.process.alive()
         ]
-        processes = [self._idle.pop(key).process for key in victims]
+        processes = [self._take(serial).process for serial in victims]
         self._report_members()
         with trio.CancelScope(shield=True):
             for process in processes:
                 await self._close(process)
+
+    def _take(self, serial: int) -> _Idle:
+        """Remove one idle entry from both indexes."""
+        key, entry = self._idle.pop(serial)
+        serials = self._by_key[key]
+        serials.remove(serial)
+        if not serials:
+            del self._by_key[key]
+        return entry
 
     async def _close(self, process: BatchProcess) -> None:
         await process.aclose()
