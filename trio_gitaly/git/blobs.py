@@ -17,8 +17,8 @@ from trio_gitaly.errors import GitalyError, StatusCode, internal
 from trio_gitaly.git.args import GitCommand
 from trio_gitaly.git.catfile_reader import ObjectInfo
 from trio_gitaly.git.command import READ_CHUNK_BYTES
-from trio_gitaly.git.refs import go_quote
 from trio_gitaly.git.revlist import rev_list_command
+from trio_gitaly.goformat import go_quote
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence

@@ -14,7 +14,6 @@ blob only to throw it away.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
@@ -23,6 +22,7 @@ from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argume
 from trio_gitaly.git.args import GitCommand
 from trio_gitaly.git.catfile_reader import ObjectInfo, ObjectReader, ObjectTooLargeError
 from trio_gitaly.git.command import READ_CHUNK_BYTES
+from trio_gitaly.goformat import go_quote, go_quote_rune
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -37,7 +37,6 @@ __all__ = [
     "RefRecords",
     "default_branch",
     "for_each_ref",
-    "go_quote",
     "head_reference",
     "object_format",
     "read_small_object",
@@ -296,7 +295,7 @@ def validate_object_id(oid: str, fmt: str) -> str:
     for char in oid:
         if char not in _HEX_DIGITS:
             raise invalid_argument(
-                f"invalid object ID: {go_quote(oid)}, invalid character {_go_quote_rune(char)}"
+                f"invalid object ID: {go_quote(oid)}, invalid character {go_quote_rune(char)}"
             )
     return oid
 
@@ -322,60 +321,3 @@ async def read_small_object(
         return None
     info, data = found
     return info, data
-
-
-def go_quote(value: bytes | str) -> str:
-    """`value` quoted as Go's %q (strconv.Quote) does, for messages that must match Gitaly's."""
-    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    out = ['"']
-    text = data.decode("utf-8", "surrogateescape")
-    for char in text:
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:
-            # A byte that is not UTF-8 (surrogateescape put it here).
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char in ('"', "\\"):
-            out.append("\\" + char)
-        else:
-            out.append(_go_escape(char))
-    out.append('"')
-    return "".join(out)
-
-
-def _go_quote_rune(char: str) -> str:
-    # Go's %q of a rune: single quotes, with the same escapes.
-    if char == "'":
-        return "'\\''"
-    if char == "\\":
-        return "'\\\\'"
-    return "'" + _go_escape(char) + "'"
-
-
-_GO_ESCAPES: Final = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def _go_escape(char: str) -> str:
-    if char in _GO_ESCAPES:
-        return _GO_ESCAPES[char]
-    code = ord(char)
-    if char == " " or (code >= 0x20 and _printable(char)):
-        return char
-    if code < 0x20 or code == 0x7F:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def _printable(char: str) -> bool:
-    # Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols (and the ASCII
-    # space, handled by the caller).
-    return unicodedata.category(char)[0] in "LMNPS"

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
 
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.storage.usage_formats import (
     UsageError,
     check_alternates,
     check_bitmap,
     check_commit_graphs,
     check_midx,
-    go_quote,
     os_error,
     readdir_error,
     scan_lines,

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from typing import Final
 
+from trio_gitaly.goformat import go_quote
+
 #: bufio.Scanner's default token limit: Gitaly fails on a longer line in these files.
 SCANNER_MAX_TOKEN_BYTES: Final = 64 * 1024
 
@@ -62,36 +64,6 @@ def check_alternates(repo_path: str) -> None:
         raise UsageError(f"read alternates file: open: {os_error('open', exc)}") from exc
     for _ in scan_lines(data, "read alternates file: scanning alternate paths"):
         pass
-
-
-def go_quote(value: bytes | str) -> str:
-    """`value` as Go's %q prints it (strconv.Quote), for messages that quote file data."""
-    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    out = ['"']
-    text = data.decode("utf-8", "surrogateescape")
-    for char in text:
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # an invalid byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char in '"\\':
-            out.append("\\" + char)
-        elif char in _C_ESCAPES:
-            out.append(_C_ESCAPES[char])
-        elif char.isprintable() or char == " ":
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_C_ESCAPES: Final = {
-    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-}  # fmt: skip
 
 
 def os_error(op: str, exc: OSError) -> str:

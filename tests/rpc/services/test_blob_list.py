@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.helpers import Client, storage_path
 from tests.repos import GIT_ENV, build_history, git, histories, rich_repository
 from trio_gitaly.config import Config
-from trio_gitaly.git.refs import go_quote
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.nursery_tree import serve
 from trio_gitaly.rpc.gen.gitaly import blob_pb2 as pb
 from trio_gitaly.rpc.gen.gitaly import shared_pb2

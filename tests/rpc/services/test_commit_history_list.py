@@ -29,8 +29,8 @@ from tests.rpc.services.test_commit_history_common import (
     thread_client,  # noqa: F401  (a fixture)
 )
 from trio_gitaly.config import Config
-from trio_gitaly.git.refs import go_quote
 from trio_gitaly.git.revlist import go_time_string, go_timestamp_text, rfc3339_utc
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import commit_pb2 as pb
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 

@@ -8,7 +8,7 @@ from trio_gitaly.errors import internal, invalid_argument
 from trio_gitaly.git.blobs import all_objects, walk_blobs
 from trio_gitaly.git.catfile_reader import ObjectTooLargeError
 from trio_gitaly.git.lfs import LFS_POINTER_MAX_BYTES, parse_lfs_pointer
-from trio_gitaly.git.refs import go_quote
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import blob_pb2
 from trio_gitaly.rpc.repo import open_repo
 from trio_gitaly.rpc.services import ServiceBase

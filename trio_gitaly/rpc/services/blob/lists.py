@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from trio_gitaly.errors import GitalyError, internal
 from trio_gitaly.git.blobs import all_objects, walk_blobs
-from trio_gitaly.git.refs import go_quote
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import blob_pb2
 from trio_gitaly.rpc.repo import open_repo
 from trio_gitaly.rpc.services import ServiceBase

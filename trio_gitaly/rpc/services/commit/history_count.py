@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Final
 
 from trio_gitaly.errors import GitalyError, internal, invalid_argument
 from trio_gitaly.git.args import GitCommand
-from trio_gitaly.git.refs import go_quote
 from trio_gitaly.git.revision import validate_revision
 from trio_gitaly.git.revlist import rev_list_command, rfc3339_utc
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import commit_pb2
 from trio_gitaly.rpc.repo import open_repo
 from trio_gitaly.rpc.services.commit.history_common import (

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Final
 from trio_gitaly.errors import GitalyError, internal, invalid_argument
 from trio_gitaly.git.args import GitCommand
 from trio_gitaly.git.objects import parse_commit
-from trio_gitaly.git.refs import go_quote
 from trio_gitaly.git.revision import validate_revision
 from trio_gitaly.git.revlist import Records, go_time_string, rev_list_command, walk
 from trio_gitaly.git.revlist_objects import ObjectPipe, read_walk
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import commit_pb2, shared_pb2
 from trio_gitaly.rpc.gitproto import git_commit
 from trio_gitaly.rpc.repo import open_repo

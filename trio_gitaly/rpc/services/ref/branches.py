@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Final
 
 from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argument
 from trio_gitaly.git.command import GitCommandError
-from trio_gitaly.git.refs import RefListingError, default_branch, for_each_ref, go_quote
+from trio_gitaly.git.refs import RefListingError, default_branch, for_each_ref
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import ref_pb2, shared_pb2
 from trio_gitaly.rpc.repo import open_repo
 from trio_gitaly.rpc.services import ServiceBase

@@ -8,7 +8,8 @@ from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argume
 from trio_gitaly.git.args import GitCommand
 from trio_gitaly.git.command import READ_CHUNK_BYTES
 from trio_gitaly.git.objects import parse_tag
-from trio_gitaly.git.refs import RefListingError, for_each_ref, go_quote, read_small_object
+from trio_gitaly.git.refs import RefListingError, for_each_ref, read_small_object
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.gen.gitaly import errors_pb2, ref_pb2, shared_pb2
 from trio_gitaly.rpc.repo import open_repo
 from trio_gitaly.rpc.services import ServiceBase

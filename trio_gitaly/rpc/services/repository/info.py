@@ -16,6 +16,7 @@ import trio
 
 from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argument
 from trio_gitaly.git.args import GitCommand
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.call import ServerCall
 from trio_gitaly.rpc.gen.gitaly import repository_pb2
 from trio_gitaly.rpc.repo import open_repo
@@ -28,7 +29,7 @@ from trio_gitaly.storage.usage import (
     directory_size,
     repository_stats,
 )
-from trio_gitaly.storage.usage_formats import UsageError, go_quote
+from trio_gitaly.storage.usage_formats import UsageError
 
 #: CalculateChecksum of a repository without (checksummed) references.
 ZERO_CHECKSUM: Final = "0" * 40
