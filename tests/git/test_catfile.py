@@ -454,8 +454,10 @@ async def test_idle_processes_expire(
     git(".", "init", "--bare", "--quiet", path)
     async with cache.reader(path) as reader:
         pid = reader.pid
-    await trio.sleep(0.1)
+    # Returned and idle (checked before any checkpoint: a loaded machine may sleep past
+    # the TTL), then closed by the evictor once the TTL has passed.
     assert _alive(pid)
+    assert cache.idle_count == 1
     await _wait_until(lambda: cache.idle_count == 0)
     await _wait_until(lambda: not _alive(pid))
     assert _count(registry, "gitaly_catfile_processes") == 0
