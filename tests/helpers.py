@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from google.protobuf.message import Message
 
 from trio_gitaly import config as config_module
 from trio_gitaly.config import Config
+from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
 
 def make_config(base: str, **overrides: Any) -> Config:
@@ -132,3 +134,34 @@ def error_detail(error: grpc.RpcError, detail_type: type[Message]) -> Any:
     detail = detail_type()
     assert status.details and status.details[0].Unpack(detail), status
     return detail
+
+
+def repository(
+    relative_path: str, storage: str = "default", **fields: Any
+) -> shared_pb2.Repository:
+    """A gitaly.Repository message for a repository of the test server's storage."""
+    return shared_pb2.Repository(storage_name=storage, relative_path=relative_path, **fields)
+
+
+def new_path(config: Config, name: str) -> str:
+    """Where a repository named `name` lives in the test server's (default) storage."""
+    return os.path.join(storage_path(config), name)
+
+
+@asynccontextmanager
+async def running_client(config: Config) -> AsyncIterator[Client]:
+    """A server of this block's own, and a grpcio client for it.
+
+    For hypothesis tests: pytest-trio runs each example in a trio run of its own but
+    hands every example the async fixtures of the first, whose server is stopped by then.
+    """
+    from trio_gitaly.nursery_tree import serve
+
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(serve, config)
+        channel = grpc.insecure_channel(running.addresses["tcp"][0])
+        try:
+            yield Client(channel)
+        finally:
+            channel.close()
+            nursery.cancel_scope.cancel()

@@ -13,11 +13,11 @@ import grpc
 import pytest
 
 from tests.helpers import Client, storage_path
+from tests.helpers import repository as repo
 from tests.repos import GIT_ENV, FastImport, git
 from trio_gitaly.config import Config
 from trio_gitaly.git.lfs import LFS_POINTER_MAX_BYTES, LFSPointerInfo, parse_lfs_pointer
 from trio_gitaly.rpc.gen.gitaly import blob_pb2 as pb
-from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
 SERVICE = "/gitaly.BlobService/"
 FORMATS = ["sha1", "sha256"]
@@ -191,10 +191,6 @@ def expected_pointer(repository: LFSRepo, oid: str) -> pb.LFSPointer:
     return pb.LFSPointer(
         oid=oid, data=data, size=len(data), file_oid=info.file_oid, file_size=info.file_size
     )
-
-
-def repo(relative_path: str, **fields: Any) -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name="default", relative_path=relative_path, **fields)
 
 
 def walk_reference(repository: LFSRepo, revisions: Sequence[str]) -> list[str]:

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 import pytest
-import trio
 from hypothesis import HealthCheck, given, settings
 
-from tests.helpers import Client, storage_path
+from tests.helpers import Client
+from tests.helpers import new_path as new_path
+from tests.helpers import repository as repo
+from tests.helpers import running_client as running_client
 from tests.repos import GIT_ENV, build_history, git, histories, rich_repository
 from trio_gitaly.config import Config
 from trio_gitaly.goformat import go_quote
-from trio_gitaly.nursery_tree import serve
 from trio_gitaly.rpc.gen.gitaly import blob_pb2 as pb
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
@@ -29,27 +29,6 @@ FORMATS = ["sha1", "sha256"]
 WALK_FLAGS = ["--in-commit-order", "--objects", "--object-names", "--filter=object:type=blob",
               "--filter-provided-objects"]  # fmt: skip
 History = list[tuple[str, bytes, dict[bytes, bytes | None], int | None]]
-
-
-def repo(relative_path: str, **fields: Any) -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name="default", relative_path=relative_path, **fields)
-
-
-def new_path(config: Config, name: str) -> str:
-    return os.path.join(storage_path(config), name)
-
-
-@asynccontextmanager
-async def running_client(config: Config) -> AsyncIterator[Client]:
-    """A server of its own and a client for it, for one hypothesis example."""
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve, config)
-        channel = grpc.insecure_channel(server.addresses["tcp"][0])
-        try:
-            yield Client(channel)
-        finally:
-            channel.close()
-            nursery.cancel_scope.cancel()
 
 
 def sizes(path: str, oids: Sequence[str]) -> dict[str, int]:

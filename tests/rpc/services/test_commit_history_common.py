@@ -18,6 +18,7 @@ import trio
 
 from tests.helpers import Client, storage_path
 from tests.helpers import git as cli_git
+from tests.helpers import repository as repository
 from tests.repos import GIT_ENV, git, rich_repository
 from trio_gitaly.config import Config
 from trio_gitaly.git.objects import parse_commit
@@ -27,11 +28,6 @@ from trio_gitaly.rpc.gitproto import git_commit
 
 SERVICE = "/gitaly.CommitService/"
 FORMATS = ["sha1", "sha256"]
-
-
-def repository(relative_path: str, **fields: Any) -> shared_pb2.Repository:
-    """The Repository message of a repository in the default storage."""
-    return shared_pb2.Repository(storage_name="default", relative_path=relative_path, **fields)
 
 
 def repo_path(config: Config, relative_path: str) -> str:

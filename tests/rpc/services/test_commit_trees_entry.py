@@ -11,7 +11,9 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 
-from tests.helpers import Client, storage_path
+from tests.helpers import Client
+from tests.helpers import new_path as new_path
+from tests.helpers import repository as repo
 from tests.repos import SUBMODULE, FastImport, build_history, git, histories, rich_repository
 from trio_gitaly.config import Config
 from trio_gitaly.nursery_tree import RunningServer, serve
@@ -22,14 +24,6 @@ SERVICE = "/gitaly.CommitService/"
 CHUNK = 128 * 1024
 FORMATS = ["sha1", "sha256"]
 TYPES = {b"blob": pb.TreeEntryResponse.BLOB, b"tree": pb.TreeEntryResponse.TREE}
-
-
-def repo(relative_path: str) -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name="default", relative_path=relative_path)
-
-
-def new_path(config: Config, name: str) -> str:
-    return os.path.join(storage_path(config), name)
 
 
 @asynccontextmanager

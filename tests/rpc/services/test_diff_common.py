@@ -14,6 +14,8 @@ import pytest
 import trio
 
 from tests.helpers import Client, storage_path
+from tests.helpers import new_path as new_repo
+from tests.helpers import repository as repo
 from tests.repos import FastImport, git
 from trio_gitaly.config import Config
 from trio_gitaly.nursery_tree import RunningServer, serve
@@ -25,10 +27,6 @@ METHOD = SERVICE + "CommitDiff"
 FORMATS = ["sha1", "sha256"]
 MSG = 5 * 1024  # Gitaly's patch piece size
 Request = pb.CommitDiffRequest
-
-
-def repo(relative_path: str) -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name="default", relative_path=relative_path)
 
 
 @dataclass
@@ -153,10 +151,6 @@ async def own_server(config: Config, connect: Callable[..., Client]) -> AsyncIte
             yield connect(running.addresses["tcp"][0])
         finally:
             nursery.cancel_scope.cancel()
-
-
-def new_repo(config: Config, name: str) -> str:
-    return os.path.join(storage_path(config), name)
 
 
 def two_commits(

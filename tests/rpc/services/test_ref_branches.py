@@ -7,7 +7,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.helpers import Client
+from tests.helpers import Client, running_client
 from tests.repos import FastImport, build_history, git, histories
 from tests.rpc.services.test_ref_common import (
     OBJECT_FORMATS,
@@ -16,7 +16,6 @@ from tests.rpc.services.test_ref_common import (
     cli_commit,
     empty,
     new_repository,
-    own_server,
     pack_refs,
     refs,
     rich,
@@ -416,7 +415,7 @@ async def test_default_branch_detached_head(client: Client, config: Config) -> N
 async def test_branches_of_random_histories(config: Config, history: list) -> None:  # type: ignore[type-arg]
     path, repo = new_repository(config)
     build_history(path, history)
-    async with own_server(config) as client:
+    async with running_client(config) as client:
         await _check_branches(client, path, repo)
 
 

@@ -9,29 +9,22 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 import pytest
-import trio
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.helpers import Client, storage_path
+from tests.helpers import repository as repository
 from tests.repos import GIT_ENV, git, rich_repository
 from trio_gitaly.config import Config
-from trio_gitaly.nursery_tree import RunningServer, serve
 from trio_gitaly.rpc.gen.gitaly import ref_pb2, shared_pb2
 
 SERVICE = "/gitaly.RefService/"
 MAX_MESSAGE = 10 * 1024  # Gitaly's cap on commit bodies and tag messages
 OBJECT_FORMATS = ["sha1", "sha256"]
-
-
-def repository(relative_path: str, storage: str = "default") -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name=storage, relative_path=relative_path)
 
 
 # rich_repository takes most of a second (its 5 MiB blob): each object format is built
@@ -171,23 +164,6 @@ def cli_tag(path: str, refname: bytes) -> shared_pb2.Tag:
     if git(path, "cat-file", "-t", peeled).decode().strip() == "commit":
         tag.target_commit.CopyFrom(cli_commit(path, peeled))
     return tag
-
-
-@asynccontextmanager
-async def own_server(config: Config) -> AsyncIterator[Client]:
-    """A server and client of this trio run only.
-
-    pytest-trio runs each hypothesis example in a trio run of its own, but hands every
-    example the fixtures of the first: a hypothesis test starts its own server instead.
-    """
-    async with trio.open_nursery() as nursery:
-        running: RunningServer = await nursery.start(serve, config)
-        channel = grpc.insecure_channel(running.addresses["tcp"][0])
-        try:
-            yield Client(channel)
-        finally:
-            channel.close()
-            nursery.cancel_scope.cancel()
 
 
 def new_repository(config: Config) -> tuple[str, shared_pb2.Repository]:

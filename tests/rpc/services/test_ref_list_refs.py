@@ -9,7 +9,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.helpers import Client
+from tests.helpers import Client, running_client
 from tests.repos import FastImport, build_history, git, histories
 from tests.rpc.services.test_ref_common import (
     OBJECT_FORMATS,
@@ -17,7 +17,6 @@ from tests.rpc.services.test_ref_common import (
     assert_status,
     empty,
     new_repository,
-    own_server,
     pack_refs,
     refs,
     rich,
@@ -395,7 +394,7 @@ async def test_listings_of_random_histories(config: Config, history: list) -> No
     commits = build_history(path, history)
     git(path, "tag", "-a", "-m", "t\n", "annotated", commits[0])
     git(path, "tag", "light", commits[len(commits) // 2])
-    async with own_server(config) as client:
+    async with running_client(config) as client:
         await _check_listings(client, path, repo, list(commits.values()))
 
 

@@ -11,19 +11,18 @@ import hashlib
 import os
 import re
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import grpc
 import pytest
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import Client, storage_path
+from tests.helpers import Client
+from tests.helpers import new_path as new_path
+from tests.helpers import repository as repo
+from tests.helpers import running_client as running_client
 from tests.repos import FastImport, build_history, git, histories, rich_repository
 from trio_gitaly.config import Config
-from trio_gitaly.nursery_tree import serve
 from trio_gitaly.rpc.gen.gitaly import repository_pb2 as pb
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
@@ -33,32 +32,11 @@ ZERO = "0" * 40
 History = list[tuple[str, bytes, dict[bytes, bytes | None], int | None]]
 
 
-def repo(relative_path: str, storage: str = "default") -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name=storage, relative_path=relative_path)
-
-
-def new_path(config: Config, name: str) -> str:
-    return os.path.join(storage_path(config), name)
-
-
 def init(path: str, object_format: str = "sha1") -> None:
     subprocess.run(
         ["git", "init", "--bare", "--quiet", f"--object-format={object_format}", path],
         check=True,
     )
-
-
-@asynccontextmanager
-async def running_client(config: Config) -> AsyncIterator[Client]:
-    """A server of its own and a client for it, for one hypothesis example."""
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve, config)
-        channel = grpc.insecure_channel(server.addresses["tcp"][0])
-        try:
-            yield Client(channel)
-        finally:
-            channel.close()
-            nursery.cancel_scope.cancel()
 
 
 INVALID_REPOSITORIES = [

@@ -14,25 +14,18 @@ import time
 import grpc
 import pytest
 
-from tests.helpers import Client, storage_path
+from tests.helpers import Client
+from tests.helpers import new_path as new_path
+from tests.helpers import repository as repo
 from tests.repos import FastImport, git, rich_repository
 from trio_gitaly.config import Config
 from trio_gitaly.rpc.gen.gitaly import repository_pb2 as pb
-from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
 SERVICE = "/gitaly.RepositoryService/"
 FORMATS = ["sha1", "sha256"]
 FILES = pb.RepositoryInfoResponse.ReferencesInfo.REFERENCE_BACKEND_FILES
 REFTABLE = pb.RepositoryInfoResponse.ReferencesInfo.REFERENCE_BACKEND_REFTABLE
 STALE_S = 10 * 24 * 3600
-
-
-def repo(relative_path: str, storage: str = "default") -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name=storage, relative_path=relative_path)
-
-
-def new_path(config: Config, name: str) -> str:
-    return os.path.join(storage_path(config), name)
 
 
 def init(path: str, object_format: str = "sha1") -> None:

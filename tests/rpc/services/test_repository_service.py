@@ -9,16 +9,13 @@ import pytest
 import trio
 
 from tests.helpers import Client, git, storage_path
+from tests.helpers import repository as repo
 from trio_gitaly.config import Config
 from trio_gitaly.nursery_tree import RunningServer
 from trio_gitaly.rpc.gen.gitaly import repository_pb2 as pb
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
 SERVICE = "/gitaly.RepositoryService/"
-
-
-def repo(relative_path: str, storage: str = "default") -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name=storage, relative_path=relative_path)
 
 
 async def exists(client: Client, repository: shared_pb2.Repository | None) -> bool:
