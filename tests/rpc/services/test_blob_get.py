@@ -25,6 +25,7 @@ from tests.repos import (
     rich_repository,
 )
 from trio_gitaly.config import Config
+from trio_gitaly.nursery_tree import RunningServer
 from trio_gitaly.rpc.gen.gitaly import blob_pb2 as pb
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 
@@ -584,3 +585,54 @@ async def test_get_blob_client_cancels_mid_blob(client: Client, config: Config) 
                 client, pb.GetBlobRequest(repository=repo("rich.git"), oid=f"main:{name}", limit=-1)
             )
             assert responses[0].data == content
+
+
+def _cat_file_pids(repo_path: str) -> set[int]:
+    """Live (not zombie) `git cat-file` processes working on `repo_path`."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"cat-file" in argv and repo_path.encode() in argv and state != b"Z":
+            pids.add(int(entry))
+    return pids
+
+
+async def test_cancelled_get_blob_leaves_no_cat_file_behind(
+    client: Client, config: Config, server: RunningServer
+) -> None:
+    """The process a cut-off GetBlob was reading from is killed, never pooled again."""
+    path = new_path(config, "cancel.git")
+    rich_repository(path)
+    registry = server.metrics.registry
+    method = client.channel.unary_stream(
+        SERVICE + "GetBlob",
+        request_serializer=pb.GetBlobRequest.SerializeToString,
+        response_deserializer=pb.GetBlobResponse.FromString,
+    )
+
+    def first_then_cancel() -> None:
+        call = method(
+            pb.GetBlobRequest(repository=repo("cancel.git"), oid="main:large.bin", limit=-1)
+        )
+        next(call)
+        call.cancel()
+
+    await trio.to_thread.run_sync(first_then_cancel)
+    with trio.fail_after(5):
+        while not registry.get_sample_value("gitaly_catfile_cache_total", {"type": "dirty"}):
+            await trio.sleep(0.02)
+    # What lives for this repository is exactly what the cache holds idle: nothing else.
+    with trio.fail_after(5):
+        while len(_cat_file_pids(path)) != server.metrics.registry.get_sample_value(
+            "gitaly_catfile_cache_members", {"type": "object_reader"}
+        ):
+            await trio.sleep(0.02)
+    assert _cat_file_pids(path) == set()
