@@ -90,15 +90,19 @@ class RepositoryStats:
     references: References
 
 
-def directory_size(path: str) -> int:
+def directory_size(path: str, *, checkpoint: Callable[[], None] = lambda: None) -> int:
     """Bytes of every non-directory entry under `path`, symlinks not followed.
+
+    `checkpoint` is called once per directory: a caller in a worker thread passes
+    `trio.from_thread.check_cancelled`, so a cancelled RPC stops the walk instead of
+    leaving it running.
 
     Raises:
         UsageError: "walking directory: ..." for an unreadable directory or entry.
     """
     total = 0
     try:
-        for entry, is_dir in _walk_entries(path):
+        for entry, is_dir in _walk_entries(path, checkpoint):
             if not is_dir:
                 total += _lstat_size(entry) or 0
     except UsageError as exc:
@@ -256,7 +260,9 @@ def _stage(what: str, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.k
 _prefixed = _stage
 
 
-def _walk_entries(root: str) -> Iterator[tuple[bytes, bool]]:
+def _walk_entries(
+    root: str, checkpoint: Callable[[], None] = lambda: None
+) -> Iterator[tuple[bytes, bool]]:
     """(path, is_directory) of every entry under `root`, root included, as WalkDir visits.
 
     Symlinks are not followed (a symlink is a non-directory entry); entries that vanish
@@ -277,6 +283,7 @@ def _walk_entries(root: str) -> Iterator[tuple[bytes, bool]]:
         return
     pending = [root_path]
     while pending:
+        checkpoint()
         directory = pending.pop()
         try:
             with os.scandir(directory) as scan:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from tests.helpers import repository as repo
 from tests.repos import FastImport, git, rich_repository
 from trio_gitaly.config import Config
 from trio_gitaly.rpc.gen.gitaly import repository_pb2 as pb
+from trio_gitaly.storage.usage import directory_size
 
 SERVICE = "/gitaly.RepositoryService/"
 FORMATS = ["sha1", "sha256"]
@@ -372,3 +374,33 @@ async def test_repository_info_errors(client: Client, config: Config) -> None:
         request = pb.RepositoryInfoRequest(repository=repository)
         error = await client.error(SERVICE + "RepositoryInfo", request, pb.RepositoryInfoResponse)
         assert (error.code(), error.details()) == (code, message)
+
+
+def test_directory_walk_checks_for_cancellation_per_directory(tmp_path: Path) -> None:
+    """A cancelled RepositorySize stops its walk: the walk asks once per directory."""
+    for index in range(20):
+        (tmp_path / f"d{index}" / "sub").mkdir(parents=True)
+        (tmp_path / f"d{index}" / "sub" / "f").write_bytes(b"x" * 10)
+    calls = 0
+
+    def checkpoint() -> None:
+        nonlocal calls
+        calls += 1
+
+    assert directory_size(str(tmp_path), checkpoint=checkpoint) == 200
+    assert calls == 1 + 20 + 20  # the root, each d<i>, each sub
+
+    class Stop(Exception):
+        pass
+
+    seen = 0
+
+    def stop_after_five() -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        directory_size(str(tmp_path), checkpoint=stop_after_five)
+    assert seen == 6

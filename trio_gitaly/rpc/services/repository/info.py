@@ -8,6 +8,7 @@ Gitaly's (internal/gitaly/service/repository/).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Final
@@ -67,12 +68,14 @@ class RepositoryInfo(ServiceBase):
     ) -> repository_pb2.RepositorySizeResponse:
         """Apparent size of the repository directory in KiB, rounded down.
 
-        Cancellation: the answer is abandoned at once; the walk, which only reads, ends
-        in its thread.
+        Cancellation: the walk stops at its next directory (it polls for cancellation in
+        its worker thread), so nothing outlives the RPC.
         """
         path = self._deps.locator.repo_path(request.repository)
         try:
-            size = await trio.to_thread.run_sync(directory_size, path, abandon_on_cancel=True)
+            size = await trio.to_thread.run_sync(
+                functools.partial(directory_size, path, checkpoint=trio.from_thread.check_cancelled)
+            )
         except UsageError as exc:
             raise internal(f"calculating directory size: {exc}") from exc
         return repository_pb2.RepositorySizeResponse(size=size // 1024)
@@ -85,7 +88,7 @@ class RepositoryInfo(ServiceBase):
         Cancellation: as RepositorySize.
         """
         path = self._deps.locator.repo_path(request.repository)
-        size, stats = await trio.to_thread.run_sync(_measure, path, abandon_on_cancel=True)
+        size, stats = await trio.to_thread.run_sync(_measure, path)
         return _repository_info(size, stats)
 
     async def FindMergeBase(
@@ -173,7 +176,7 @@ def _line_checksum(line: bytes) -> int:
 
 def _measure(path: str) -> tuple[int, RepositoryStats]:
     try:
-        size = directory_size(path)
+        size = directory_size(path, checkpoint=trio.from_thread.check_cancelled)
     except UsageError as exc:
         raise internal(f"calculating repository size: {exc}") from exc
     try:
