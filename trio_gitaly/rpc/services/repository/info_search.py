@@ -38,8 +38,8 @@ async def search_files_by_name(
     MESSAGE_BUDGET_BYTES (the same single message unless that one would be too large
     for gRPC's default limit), and one empty message when nothing matched.
 
-    Cancellation: git ls-tree is killed; a filter batch running in a worker thread is
-    abandoned (it only reads).
+    Cancellation: git ls-tree is killed; a filter batch already running in a worker
+    thread (one read's worth of paths, about a millisecond) finishes first.
     """
     repo = open_repo(deps.locator, request.repository)
     if not request.query:
@@ -70,9 +70,7 @@ async def search_files_by_name(
             paths = (pending + chunk).split(b"\0")
             pending = paths.pop()
             if matcher is not None:
-                paths = await trio.to_thread.run_sync(
-                    _matching, matcher, paths, abandon_on_cancel=True
-                )
+                paths = await trio.to_thread.run_sync(_matching, matcher, paths)
             for path in paths:
                 # Gitaly counts matches from 1 and keeps those past `offset`.
                 skip -= 1
