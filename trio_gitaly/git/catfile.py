@@ -106,6 +106,8 @@ class CatfileCache:
         self._serial = 0
         self._closed = False
         self._metrics = _CatfileMetrics(registry)
+        # Read at scrape time rather than set on every checkout and return.
+        self._metrics.members.labels(_MEMBER_TYPE).set_function(lambda: len(self._idle))
 
     @property
     def idle_count(self) -> int:
@@ -197,7 +199,6 @@ class CatfileCache:
     async def _checkout(self, key: _Key, repo_path: str, env: Mapping[str, str]) -> BatchProcess:
         serials = self._by_key.get(key)
         entry = self._take(serials[-1]) if serials else None
-        self._report_members()
         if entry is not None:
             if entry.process.alive():
                 self._metrics.cache.labels("hit").inc()
@@ -227,7 +228,6 @@ class CatfileCache:
         self._by_key.setdefault(key, []).append(self._serial)
         while len(self._idle) > self._max_idle:
             victims.append(self._take(next(iter(self._idle))).process)
-        self._report_members()
         for victim in victims:
             await self._close(victim)
 
@@ -238,7 +238,6 @@ class CatfileCache:
             if entry.expiry <= expired_before or not entry.process.alive()
         ]
         processes = [self._take(serial).process for serial in victims]
-        self._report_members()
         with trio.CancelScope(shield=True):
             for process in processes:
                 await self._close(process)
@@ -255,9 +254,6 @@ class CatfileCache:
     async def _close(self, process: BatchProcess) -> None:
         await process.aclose()
         self._metrics.processes.dec()
-
-    def _report_members(self) -> None:
-        self._metrics.members.labels(_MEMBER_TYPE).set(len(self._idle))
 
 
 def _session_bucket() -> int:

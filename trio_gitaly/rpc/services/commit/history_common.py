@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 from trio_gitaly.errors import invalid_argument
@@ -30,18 +30,16 @@ FEW_COMMITS: Final = 16
 class HistoryBase(ServiceBase):
     """The dependencies plus the object access every history RPC uses."""
 
-    @asynccontextmanager
-    async def _objects(self, repo: Repo) -> AsyncIterator[ObjectReader]:
-        """A cat-file reader on `repo`, quarantine directories included.
+    def _objects(self, repo: Repo) -> AbstractAsyncContextManager[ObjectReader]:
+        """A cat-file reader on `repo` for `async with`, quarantine directories included.
 
         Cancellation: leaving the block mid-read kills the process (see CatfileCache).
         """
-        async with self._deps.catfile.reader(
+        return self._deps.catfile.reader(
             repo.path,
             object_dir=repo.object_dirs.object_dir,
             alternate_dirs=repo.object_dirs.alternates,
-        ) as reader:
-            yield reader
+        )
 
     @asynccontextmanager
     async def _walk_objects(
