@@ -8,7 +8,8 @@ from trio_gitaly import __version__
 from trio_gitaly.rpc.call import ServerCall
 from trio_gitaly.rpc.gen.gitaly import server_pb2
 from trio_gitaly.rpc.services import Dependencies
-from trio_gitaly.storage.filesystem import disk_usage, storage_status
+from trio_gitaly.storage.filesystem import StorageStatus, disk_usage, storage_status
+from trio_gitaly.storage.locator import Locator, Storage
 from trio_gitaly.storage.metadata import read_filesystem_id
 
 # ReadinessCheck's bound when the client sets none (Gitaly's default).
@@ -28,10 +29,10 @@ class ServerService:
         response = server_pb2.ServerInfoResponse(
             server_version=__version__, git_version=str(self._deps.git_binary.version)
         )
-        for storage in self._deps.locator.storages:
-            # access(2) and the mount table can block on network filesystems.
-            status = await trio.to_thread.run_sync(storage_status, storage.path)
-            filesystem_id = await trio.to_thread.run_sync(read_filesystem_id, storage.path)
+        # access(2), the mount table and the metadata file can block on network
+        # filesystems: all storages in one worker-thread hop (GitLab polls this often).
+        statuses = await trio.to_thread.run_sync(_storage_statuses, self._deps.locator)
+        for storage, status, filesystem_id in statuses:
             response.storage_statuses.add(
                 storage_name=storage.name,
                 readable=status.readable,
@@ -83,3 +84,10 @@ class ServerService:
                     )
                 )
         return failed
+
+
+def _storage_statuses(locator: Locator) -> list[tuple[Storage, StorageStatus, str]]:
+    return [
+        (storage, storage_status(storage.path), read_filesystem_id(storage.path))
+        for storage in locator.storages
+    ]
