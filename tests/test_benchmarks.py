@@ -39,7 +39,9 @@ def test_tiny_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     assert {"cores", "python", "git", "loadavg_start", "trio_gitaly"} <= run["machine"].keys()
     assert [repo["name"] for repo in run["repos"]] == ["tiny"]
     assert run["repos"][0]["commits"] > 0
-    assert [(s["name"], s["status"]) for s in run["suites"]] == [("rpc", "ok"), ("catfile", "ok")]
+    assert [(s["name"], s["status"]) for s in run["suites"]] == [
+        ("rpc", "ok"), ("catfile", "ok"), ("startup", "ok"),
+    ]  # fmt: skip
 
     metrics = {metric["id"]: metric for metric in run["metrics"]}
     assert len(metrics) == len(run["metrics"]), "metric ids are unique"
@@ -62,9 +64,13 @@ def test_tiny_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     find_commit_rps = metrics["rpc/tiny/FindCommit/rps/echo_ours"]
     assert find_commit_rps["target"] == {"op": ">=", "value": 0.7}
     assert metrics["catfile/tiny/FindCommit/p50_us"]["target"] == {"op": ">=", "value": 10.0}
+    ready = metrics["startup/fleet/ready_ms"]
+    assert ready["status"] == "ok"
+    assert ready["target"] == {"op": "<=", "value": 1.1}
 
     kinds = {(s.get("variant"), s["kind"]) for s in run["samples"]}
     assert {("echo_ours", "latency"), ("echo_purerpc", "rate"), ("spawn", "latency")} <= kinds
+    assert {("empty", "start"), ("fleet", "start")} <= kinds
     latency = next(
         s for s in run["samples"] if s.get("variant") == "echo_ours" and s["kind"] == "latency"
     )
@@ -87,4 +93,5 @@ def test_list_names_the_suites(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "rpc:" in done.stdout
     assert "catfile:" in done.stdout
+    assert "startup:" in done.stdout
     assert "clone (planned)" in done.stdout
