@@ -12,13 +12,28 @@ from __future__ import annotations
 import subprocess
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
 from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argument
 from trio_gitaly.git.args import GitCommand, build_argv
-from trio_gitaly.git.process import base_environment, kill_process_group, with_extra_environment
+from trio_gitaly.git.process import (
+    READ_CHUNK_BYTES as READ_CHUNK_BYTES,
+)
+from trio_gitaly.git.process import (
+    REAP_TIMEOUT_S as REAP_TIMEOUT_S,
+)
+from trio_gitaly.git.process import (
+    STDERR_TAIL_BYTES as STDERR_TAIL_BYTES,
+)
+from trio_gitaly.git.process import (
+    GitProcess as GitProcess,
+)
+from trio_gitaly.git.process import (
+    base_environment,
+    with_extra_environment,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -36,18 +51,6 @@ __all__ = [
     "GitResult",
 ]
 
-#: How much of git's stderr is kept (the end of it): enough for any error message, and a
-#: chatty git (GIT_TRACE, fsck on a broken repo) cannot grow our memory.
-STDERR_TAIL_BYTES: Final = 64 * 1024
-#: Read size for git's pipes: the Linux pipe buffer size, so one read empties it.
-READ_CHUNK_BYTES: Final = 64 * 1024
-#: How long we wait for a SIGKILLed git to be reaped. SIGKILL cannot be caught, so only
-#: a process stuck in the kernel (a hung NFS read) takes longer; we then leave it to the
-#: stdlib's zombie collection rather than hang the caller's cancellation.
-REAP_TIMEOUT_S: Final = 5.0
-#: After git exits, how long `GitProcess.wait` waits for the rest of its stderr. Only a
-#: descendant that left our process group (setsid) can hold the pipe open that long.
-STDERR_DRAIN_TIMEOUT_S: Final = 1.0
 # The stderr line in a GitCommandError message: a line, not a dump.
 _MAX_ERROR_LINE_CHARS: Final = 300
 
@@ -91,108 +94,6 @@ class GitCommandError(GitalyError):
         self.command = command
         self.returncode = returncode
         self.stderr = stderr
-
-
-@final
-class GitProcess:
-    """A running git process, handed out by `CommandFactory.spawn`.
-
-    Attributes:
-        argv: the full command line.
-        pid: git's pid, which is also its process group id.
-        stdin: a stream to git's stdin, when spawned with `stdin=subprocess.PIPE`.
-        stdout: a stream from git's stdout, when spawned with `stdout=subprocess.PIPE`;
-            read it with `receive_some(READ_CHUNK_BYTES)`.
-    """
-
-    def __init__(self, process: trio.Process, argv: Sequence[str]) -> None:
-        self._process = process
-        self.argv: tuple[str, ...] = tuple(argv)
-        self.pid: int = process.pid
-        self.stdin: trio.abc.SendStream | None = process.stdin
-        self.stdout: trio.abc.ReceiveStream | None = process.stdout
-        self._stderr = bytearray()
-        self._stderr_done = trio.Event()
-        if process.stderr is None:
-            # A long-lived process (`CommandFactory.start`) has no stderr pipe to drain.
-            self._stderr_done.set()
-        # Set once the group got its SIGKILL; see `wait` for why that happens only once.
-        self._group_killed = False
-
-    def stderr_tail(self) -> bytes:
-        """The last `STDERR_TAIL_BYTES` git wrote to stderr so far."""
-        return bytes(self._stderr)
-
-    async def wait(self) -> int:
-        """Wait for git to exit, then kill what is left of its group and drain stderr.
-
-        Returns:
-            git's exit status (negative for a signal).
-
-        Cancellation:
-            Git keeps running; the `spawn` block that owns it kills it on the way out.
-        """
-        returncode = await self._process.wait()
-        # trio reaped git inside `wait` with no checkpoint since, so the kernel cannot
-        # have handed its pid to anyone else yet: while any straggler lives, the pid stays
-        # reserved as a group id, and with none left a stranger would need a full PID
-        # wrap-around in between. Later calls must not kill again: by then it could.
-        self._kill_group_once()
-        with trio.move_on_after(STDERR_DRAIN_TIMEOUT_S):
-            await self._stderr_done.wait()
-        return returncode
-
-    def poll(self) -> int | None:
-        """git's exit status if it has exited, else None; never blocks.
-
-        An exited git is reaped here, and what is left of its group killed at once, for
-        the reason given in `wait`.
-        """
-        returncode = self._process.returncode
-        if returncode is not None:
-            self._kill_group_once()
-        return returncode
-
-    async def aclose(self) -> None:
-        """Kill the group and reap git; close our pipe ends. Safe to call twice.
-
-        Only for processes from `CommandFactory.start`: `spawn` closes its own.
-
-        Cancellation:
-            Shielded, and bounded by `REAP_TIMEOUT_S`: it finishes even in a
-            cancelled scope.
-        """
-        await self._kill_and_reap()
-
-    def _kill_group_once(self) -> None:
-        if not self._group_killed:
-            self._group_killed = True
-            kill_process_group(self.pid)
-
-    async def _drain_stderr(self) -> None:
-        stream = self._process.stderr
-        assert stream is not None  # spawn always pipes stderr
-        try:
-            while chunk := await stream.receive_some(READ_CHUNK_BYTES):
-                self._stderr += chunk
-                if len(self._stderr) > STDERR_TAIL_BYTES:
-                    del self._stderr[: len(self._stderr) - STDERR_TAIL_BYTES]
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-        finally:
-            self._stderr_done.set()
-
-    async def _kill_and_reap(self) -> None:
-        """Kill the group and reap git, shielded and bounded; then close our pipe ends."""
-        with trio.CancelScope(shield=True):
-            # Unless `wait` already did, git is not reaped yet, so its pid still names
-            # our group even if git itself has exited.
-            self._kill_group_once()
-            with trio.move_on_after(REAP_TIMEOUT_S):
-                await self._process.wait()
-            for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
-                if stream is not None:
-                    await trio.aclose_forcefully(stream)
 
 
 class CommandFactory:
