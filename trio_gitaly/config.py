@@ -10,15 +10,21 @@ Schema (`schemas/config.schema.json`) automatically.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import sys
 import tomllib
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, final
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect
+
+from trio_gitaly.config_values import Duration as Duration
+from trio_gitaly.config_values import ListenAddress as ListenAddress
+from trio_gitaly.config_values import dec_hook as dec_hook
+from trio_gitaly.config_values import enc_hook as enc_hook
+from trio_gitaly.config_values import schema_hook as schema_hook
 
 if TYPE_CHECKING:
     from typing import TextIO
@@ -38,152 +44,13 @@ MAX_CATFILE_CACHE_SIZE: Final = 10000
 EMBEDDED_DATA_DIR: Final = "trio-gitaly-data"
 EMBEDDED_LISTEN_ADDR: Final = "127.0.0.1:8075"
 EMBEDDED_PROMETHEUS_LISTEN_ADDR: Final = "127.0.0.1:9236"
+EMBEDDED_GATEWAY_LISTEN_ADDR: Final = "127.0.0.1:8076"
+# Gitaly's default read timeout for GitLab's internal API, in seconds.
+DEFAULT_GITLAB_READ_TIMEOUT_S: Final = 300
+GITLAB_URL_SCHEMES: Final = ("http", "https", "http+unix")
 
 # Gitaly skips empty addresses (behaviour spec §11), so `listen_addr = ""` means "unset".
 _ADDRESS_KEYS: Final = ("listen_addr", "tls_listen_addr", "prometheus_listen_addr")
-
-_UNIT_SECONDS: Final = {
-    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6,
-    "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}  # fmt: skip
-_DURATION_PART: Final = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
-_DURATION_RE: Final = re.compile(rf"0|(?:{_DURATION_PART})+")
-_DURATION_PATTERN: Final = rf"^(0|({_DURATION_PART})+)$"
-_LABEL: Final = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOSTNAME_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
-_ADDRESS_PATTERN: Final = r"^(|(\[[0-9A-Fa-f:.]+(%[^\]]+)?\]|[A-Za-z0-9_.-]*):[0-9]{1,5})$"
-_MAX_PORT: Final = 65535
-
-
-@final
-class Duration:
-    """A non-negative span of time written as a Go duration string ("1m30s", "500ms", "0")."""
-
-    __slots__ = ("seconds",)
-    seconds: float
-
-    def __init__(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"negative duration {seconds!r}")
-        self.seconds = float(seconds)
-
-    @classmethod
-    def parse(cls, text: str) -> Duration:
-        """Parse a Go duration string; raise `ValueError` with a short message if invalid."""
-        if not _DURATION_RE.fullmatch(text):
-            raise ValueError(f'invalid duration {text!r}: expected a value like "1m30s" or "500ms"')
-        parts = re.findall(_DURATION_PART, text)
-        return cls(sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts))
-
-    def __str__(self) -> str:
-        """The shortest Go duration string for this span ("1m30s", "0.5s", "0")."""
-        hours, rest = divmod(self.seconds, 3600.0)
-        minutes, seconds = divmod(rest, 60.0)
-        text = f"{int(hours)}h" if hours else ""
-        text += f"{int(minutes)}m" if minutes else ""
-        # Fixed notation: "%g" would give "1e-09s", which is not a Go duration.
-        text += f"{seconds:.9f}".rstrip("0").rstrip(".") + "s" if seconds else ""
-        return text or "0"
-
-    def __repr__(self) -> str:
-        return f"Duration(seconds={self.seconds!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Duration) and other.seconds == self.seconds
-
-    def __hash__(self) -> int:
-        return hash(self.seconds)
-
-
-@final
-class ListenAddress:
-    """A TCP listen address "host:port"; the host is an IPv4 address, "[IPv6]" or a name.
-
-    `host` holds IPv6 addresses without brackets; an empty host means all interfaces.
-    """
-
-    __slots__ = ("host", "port")
-    host: str
-    port: int
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-
-    @classmethod
-    def parse(cls, text: str) -> ListenAddress:
-        """Parse "host:port"; raise `ValueError` with a short message if invalid."""
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"invalid address {text!r}: missing port")
-        if not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > _MAX_PORT:
-            raise ValueError(f"invalid address {text!r}: port must be a number from 0 to 65535")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise ValueError(f"invalid address {text!r}: bad IPv6 host") from None
-        elif ":" in host:
-            raise ValueError(f"invalid address {text!r}: IPv6 hosts must be in brackets")
-        elif re.fullmatch(r"[0-9.]+", host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise ValueError(f"invalid address {text!r}: bad IPv4 host") from None
-        elif host and not _HOSTNAME_RE.fullmatch(host):
-            raise ValueError(f"invalid address {text!r}: bad host name")
-        return cls(host, int(port))
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def __repr__(self) -> str:
-        return f"ListenAddress({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ListenAddress) and other.host == self.host and other.port == self.port
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.host, self.port))
-
-
-def dec_hook(type_: type, obj: Any) -> Any:
-    """msgspec decode hook for `Duration` and `ListenAddress` (both TOML strings)."""
-    if type_ is Duration or type_ is ListenAddress:
-        if not isinstance(obj, str):
-            raise TypeError(f"expected str, got {type(obj).__name__}")
-        return type_.parse(obj)
-    raise NotImplementedError(f"unsupported type {type_!r}")
-
-
-def enc_hook(obj: Any) -> Any:
-    """msgspec encode hook, the inverse of `dec_hook` (for dumping an effective config)."""
-    if isinstance(obj, Duration | ListenAddress):
-        return str(obj)
-    raise NotImplementedError(f"unsupported type {type(obj)!r}")
-
-
-def schema_hook(type_: type) -> dict[str, Any]:
-    """msgspec JSON Schema hook: both custom types are patterned strings."""
-    if type_ is Duration:
-        return {
-            "type": "string",
-            "pattern": _DURATION_PATTERN,
-            "description": 'A Go duration: "0" or numbers with units ns, us, ms, s, m, h, '
-            'e.g. "1m30s".',
-        }
-    if type_ is ListenAddress:
-        return {
-            "type": "string",
-            "pattern": _ADDRESS_PATTERN,
-            "description": 'A TCP address "host:port" ("[v6]:port" for IPv6); '
-            '"" means not configured.',
-        }
-    raise NotImplementedError(f"unsupported type {type_!r}")
 
 
 def _duration_field(default_s: float) -> Any:
@@ -245,6 +112,55 @@ class GrpcConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     tls_handshake_timeout: Duration = _duration_field(DEFAULT_TLS_HANDSHAKE_TIMEOUT_S)
 
 
+class GitlabHttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the internal API is reached: read timeout (seconds), basic auth, extra CAs."""
+
+    read_timeout: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_GITLAB_READ_TIMEOUT_S
+    user: str = ""
+    password: str = ""
+    ca_file: str = ""
+    ca_path: str = ""
+
+
+class GitlabConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """GitLab's internal API, which pre- and post-receive hooks ask; no `url` skips it.
+
+    `url` is http://, https:// or http+unix:// (the socket path percent-encoded); the
+    shared secret is `secret`, or else the contents of `secret_file`.
+    """
+
+    url: str = ""
+    relative_url_root: str = ""
+    secret: str = ""
+    secret_file: str = ""
+    http_settings: GitlabHttpSettings = msgspec.field(
+        default_factory=GitlabHttpSettings, name="http-settings"
+    )
+
+
+class HooksConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Server-wide custom hooks: `<custom_hooks_dir>/<hook>.d/*` run after a repository's own."""
+
+    custom_hooks_dir: str = ""
+
+
+class GatewayBasicAuth(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """HTTP basic auth for the gateway; an empty `username` turns it off."""
+
+    username: str = ""
+    password: str = ""
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """git's smart HTTP protocol at /<storage>/<relative_path> (trio-gitaly only).
+
+    No `listen_addr` means no gateway; the embedded default serves on 127.0.0.1:8076.
+    """
+
+    listen_addr: ListenAddress | None = None
+    basic_auth: GatewayBasicAuth = msgspec.field(default_factory=GatewayBasicAuth)
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """trio-gitaly configuration (Gitaly's config.toml keys)."""
 
@@ -260,6 +176,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     grpc: GrpcConfig = msgspec.field(default_factory=GrpcConfig)
+    gitlab: GitlabConfig = msgspec.field(default_factory=GitlabConfig)
+    hooks: HooksConfig = msgspec.field(default_factory=HooksConfig)
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
 
 
 @final
@@ -313,6 +232,7 @@ def embedded_defaults() -> Config:
         listen_addr=ListenAddress.parse(EMBEDDED_LISTEN_ADDR),
         prometheus_listen_addr=ListenAddress.parse(EMBEDDED_PROMETHEUS_LISTEN_ADDR),
         storage=(StorageConfig(name="default", path=os.path.join(data_dir, "repositories")),),
+        gateway=GatewayConfig(listen_addr=ListenAddress.parse(EMBEDDED_GATEWAY_LISTEN_ADDR)),
     )
     return _validate(cfg)
 
@@ -395,6 +315,7 @@ def _validate(cfg: Config) -> Config:
             "listen_addr", "no listener configured: set socket_path, listen_addr or tls_listen_addr"
         )
     _validate_tls(cfg)
+    _validate_gitlab(cfg.gitlab)
     if cfg.runtime_dir and not os.path.isdir(cfg.runtime_dir):
         raise ConfigError("runtime_dir", f"not an existing directory: {cfg.runtime_dir!r}")
     storages = tuple(
@@ -417,6 +338,25 @@ def _validate_tls(cfg: Config) -> None:
                 raise ConfigError(
                     f"tls.{name}", f"cannot read {path!r}: {_strerror(exc)}"
                 ) from None
+
+
+def _validate_gitlab(gitlab: GitlabConfig) -> None:
+    if not gitlab.url:
+        return
+    scheme = urlsplit(gitlab.url).scheme
+    if scheme not in GITLAB_URL_SCHEMES:
+        raise ConfigError(
+            "gitlab.url", f"unsupported scheme {scheme!r}: use http, https or http+unix"
+        )
+    if gitlab.secret or not gitlab.secret_file:
+        return
+    try:
+        with open(gitlab.secret_file, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise ConfigError(
+            "gitlab.secret_file", f"cannot read {gitlab.secret_file!r}: {_strerror(exc)}"
+        ) from None
 
 
 def _ensure_directory(key: str, path: str) -> str:

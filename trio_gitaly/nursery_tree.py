@@ -34,6 +34,7 @@ from trio_gitaly.config import Config, ListenAddress, log_format
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitSetupError, detect
+from trio_gitaly.hooks.install import HookSetup, install_hooks
 from trio_gitaly.http.app import build_app
 from trio_gitaly.http.serve import bind_http, serve_http
 from trio_gitaly.lifecycle import Lifecycle
@@ -142,6 +143,8 @@ async def serve(
         runtime = contextlib.ExitStack()
         rt = runtime.enter_context(runtime_directory(cfg.runtime_dir))
     with runtime:
+        with _step("finished installing hooks"), _startup_errors():
+            hooks = HookSetup(install_hooks(rt.path), rt.path, rt.internal_socket, cfg.auth.token)
         with _step("finished detecting git version"), _startup_errors():
             git_binary = await detect(cfg.git.bin_path)
         LOG.info(
@@ -161,6 +164,9 @@ async def serve(
             git_binary=git_binary,
             lifecycle=lifecycle,
             catfile=catfile,
+            hooks=hooks,
+            gitlab=cfg.gitlab,
+            hooks_config=cfg.hooks,
         )
         # The cache's idle processes belong to its evictor, a worker of the tree.
         workers = [("catfile cache evictor", catfile.run_evictor), *workers]
@@ -336,7 +342,7 @@ def _write_metadata(storage_path: str) -> None:
 def _startup_errors() -> Iterator[None]:
     try:
         yield
-    except (GitSetupError, bind.ListenError, RuntimeDirError) as exc:
+    except (GitSetupError, bind.ListenError, RuntimeDirError, OSError) as exc:
         raise StartupError(str(exc)) from None
 
 

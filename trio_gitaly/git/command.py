@@ -31,6 +31,9 @@ from trio_gitaly.git.process import (
     GitProcess as GitProcess,
 )
 from trio_gitaly.git.process import (
+    StderrSink as StderrSink,
+)
+from trio_gitaly.git.process import (
     base_environment,
     with_extra_environment,
 )
@@ -234,6 +237,8 @@ class CommandFactory:
         stdin: int | None = None,
         stdout: int | None = subprocess.PIPE,
         cwd: str | None = None,
+        on_stderr: StderrSink | None = None,
+        terminate_grace_s: float = 0.0,
     ) -> AsyncIterator[GitProcess]:
         """Start `cmd` and hand out the running process for streaming.
 
@@ -244,6 +249,10 @@ class CommandFactory:
                 inherits the server's own stdin.
             stdout: `subprocess.PIPE` (default) for a `GitProcess.stdout` stream, an open
                 file descriptor, or None (or `subprocess.DEVNULL`) for /dev/null.
+            on_stderr: awaited with each chunk git writes to stderr, as it comes (for
+                progress a client should see); a slow sink slows git's stderr down.
+            terminate_grace_s: when leaving the block finds git running, SIGTERM it and
+                wait this long before the SIGKILL, for commands that must clean up.
 
         Yields:
             The process. Call `GitProcess.wait` inside the block if git must finish:
@@ -284,11 +293,11 @@ class CommandFactory:
         error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(git._drain_stderr)
+                nursery.start_soon(git._drain_stderr, on_stderr)
                 try:
                     yield git
                 finally:
-                    await git._kill_and_reap()
+                    await git._kill_and_reap(terminate_grace_s)
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             error = _unwrap(group)

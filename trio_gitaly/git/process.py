@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+from collections.abc import Awaitable, Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, final
 
@@ -121,6 +122,9 @@ async def deliver_cancel(process: trio.Process) -> None:
     kill_process_group(process.pid)
 
 
+#: Where a caller wants git's stderr as it comes: awaited once per chunk.
+StderrSink = Callable[[bytes], Awaitable[None]]
+
 #: Read size for git's pipes: the Linux pipe buffer size, so one read empties it.
 READ_CHUNK_BYTES: Final = 64 * 1024
 #: How much of git's stderr is kept (the end of it): enough for any error message, and a
@@ -211,11 +215,13 @@ class GitProcess:
             self._group_killed = True
             kill_process_group(self.pid)
 
-    async def _drain_stderr(self) -> None:
+    async def _drain_stderr(self, sink: StderrSink | None = None) -> None:
         stream = self._process.stderr
         assert stream is not None  # spawn always pipes stderr
         try:
             while chunk := await stream.receive_some(READ_CHUNK_BYTES):
+                if sink is not None:
+                    await sink(bytes(chunk))
                 self._stderr += chunk
                 if len(self._stderr) > STDERR_TAIL_BYTES:
                     del self._stderr[: len(self._stderr) - STDERR_TAIL_BYTES]
@@ -224,9 +230,18 @@ class GitProcess:
         finally:
             self._stderr_done.set()
 
-    async def _kill_and_reap(self) -> None:
-        """Kill the group and reap git, shielded and bounded; then close our pipe ends."""
+    async def _kill_and_reap(self, terminate_grace_s: float = 0.0) -> None:
+        """Kill the group and reap git, shielded and bounded; then close our pipe ends.
+
+        With `terminate_grace_s`, a git still running gets SIGTERM first and that long to
+        clean up after itself (receive-pack removes its quarantine directory).
+        """
         with trio.CancelScope(shield=True):
+            if terminate_grace_s > 0 and self._process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGTERM)
+                with trio.move_on_after(terminate_grace_s):
+                    await self._process.wait()
             # Unless `wait` already did, git is not reaped yet, so its pid still names
             # our group even if git itself has exited.
             self._kill_group_once()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trio_gitaly.config import GitlabConfig, HooksConfig
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitBinary
+from trio_gitaly.hooks.install import HookSetup
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.rpc.registry import Route, merge, routes
 from trio_gitaly.storage.locator import Locator
@@ -25,6 +27,11 @@ class Dependencies:
     git_binary: GitBinary
     lifecycle: Lifecycle
     catfile: CatfileCache
+    # Where receive-pack finds our hooks, and how they call back.
+    hooks: HookSetup
+    # GitLab's internal API and the server-wide custom hooks, for HookService.
+    gitlab: GitlabConfig
+    hooks_config: HooksConfig
 
 
 class ServiceBase:
@@ -43,6 +50,8 @@ def all_routes(deps: Dependencies) -> dict[str, Route]:
         ref_pb2,
         repository_pb2,
         server_pb2,
+        smarthttp_pb2,
+        ssh_pb2,
     )
     from trio_gitaly.rpc.gen.grpc.health.v1 import health_pb2
     from trio_gitaly.rpc.services.blob import BlobService
@@ -52,6 +61,8 @@ def all_routes(deps: Dependencies) -> dict[str, Route]:
     from trio_gitaly.rpc.services.ref import RefService
     from trio_gitaly.rpc.services.repository import RepositoryService
     from trio_gitaly.rpc.services.server import ServerService
+    from trio_gitaly.rpc.services.smarthttp import SmartHTTPService
+    from trio_gitaly.rpc.services.ssh import SSHService
 
     served = [
         (health_pb2.DESCRIPTOR.services_by_name["Health"], HealthService(deps)),
@@ -61,5 +72,7 @@ def all_routes(deps: Dependencies) -> dict[str, Route]:
         (commit_pb2.DESCRIPTOR.services_by_name["CommitService"], CommitService(deps)),
         (blob_pb2.DESCRIPTOR.services_by_name["BlobService"], BlobService(deps)),
         (diff_pb2.DESCRIPTOR.services_by_name["DiffService"], DiffService(deps)),
+        (ssh_pb2.DESCRIPTOR.services_by_name["SSHService"], SSHService(deps)),
+        (smarthttp_pb2.DESCRIPTOR.services_by_name["SmartHTTPService"], SmartHTTPService(deps)),
     ]
     return merge(routes(descriptor, servicer) for descriptor, servicer in served)
