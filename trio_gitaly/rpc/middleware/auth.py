@@ -18,6 +18,7 @@ import time
 
 from google.protobuf.message import Message
 
+from trio_gitaly.clients.channel import sign as sign
 from trio_gitaly.config import AuthConfig
 from trio_gitaly.errors import GitalyError, StatusCode
 from trio_gitaly.metrics import Metrics
@@ -35,13 +36,6 @@ _STATUS_LABELS = {
     StatusCode.UNAUTHENTICATED: "unauthenticated",
     StatusCode.PERMISSION_DENIED: "denied",
 }
-
-
-def sign(token: str, timestamp: int) -> str:
-    """The v2 bearer value a client sends for `timestamp` (tests and tools use it)."""
-    message = str(timestamp)
-    signature = hmac.new(token.encode(), message.encode(), hashlib.sha256).hexdigest()
-    return f"v2.{signature}.{message}"
 
 
 def check_token(header: str | bytes | None, token: str, now: float) -> None:
