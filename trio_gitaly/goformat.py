@@ -65,3 +65,9 @@ def _printable(char: str) -> bool:
     # Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols (and the ASCII
     # space, handled by the caller).
     return unicodedata.category(char)[0] in "LMNPS"
+
+
+def go_strerror(exc: OSError) -> str:
+    """An OSError's text as Go prints an errno: lower case ("exec format error")."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]

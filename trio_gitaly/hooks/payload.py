@@ -122,8 +122,8 @@ class HooksPayload:
         try:
             user = document.get("user_details")
             return cls(
-                repository=_text(document, "repository"),
-                requested_hooks=Hook(int(document.get("requested_hooks", 0))),
+                repository=_repository(document),
+                requested_hooks=Hook(_bitmask(document)),
                 object_format=_text(document, "object_format"),
                 runtime_dir=_text(document, "runtime_dir"),
                 internal_socket=_text(document, "internal_socket"),
@@ -139,6 +139,27 @@ class HooksPayload:
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise PayloadError(f"malformed {PAYLOAD_ENV}: {exc}") from None
+
+
+def _repository(document: dict[str, Any]) -> str:
+    # Gitaly unmarshals the repository (protojson) at once and fails on anything that is
+    # not an object, even for a hook it will not run; checking the JSON keeps this module
+    # free of protobuf while failing the same payloads.
+    text = _text(document, "repository")
+    if not isinstance(json.loads(text or "null"), dict):
+        raise TypeError("repository must be a JSON object")
+    return text
+
+
+def _bitmask(document: dict[str, Any]) -> int:
+    # Go decodes into an unsigned integer: strings, floats, booleans and negative numbers
+    # are errors there, and Python's int() would accept most of them.
+    value = document.get("requested_hooks")
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError("requested_hooks must be a non-negative integer")
+    return value
 
 
 def _text(document: dict[str, Any], key: str) -> str:

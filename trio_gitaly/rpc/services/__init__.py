@@ -47,6 +47,7 @@ def all_routes(deps: Dependencies) -> dict[str, Route]:
         blob_pb2,
         commit_pb2,
         diff_pb2,
+        hook_pb2,
         ref_pb2,
         repository_pb2,
         server_pb2,
@@ -58,6 +59,7 @@ def all_routes(deps: Dependencies) -> dict[str, Route]:
     from trio_gitaly.rpc.services.commit import CommitService
     from trio_gitaly.rpc.services.diff import DiffService
     from trio_gitaly.rpc.services.health import HealthService
+    from trio_gitaly.rpc.services.hook import HookService
     from trio_gitaly.rpc.services.ref import RefService
     from trio_gitaly.rpc.services.repository import RepositoryService
     from trio_gitaly.rpc.services.server import ServerService
@@ -74,5 +76,6 @@ def all_routes(deps: Dependencies) -> dict[str, Route]:
         (diff_pb2.DESCRIPTOR.services_by_name["DiffService"], DiffService(deps)),
         (ssh_pb2.DESCRIPTOR.services_by_name["SSHService"], SSHService(deps)),
         (smarthttp_pb2.DESCRIPTOR.services_by_name["SmartHTTPService"], SmartHTTPService(deps)),
+        (hook_pb2.DESCRIPTOR.services_by_name["HookService"], HookService(deps)),
     ]
     return merge(routes(descriptor, servicer) for descriptor, servicer in served)
