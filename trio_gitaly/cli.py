@@ -1,4 +1,5 @@
-"""The `trio-gitaly` command: run the server, check a deployment, print the config schema.
+"""The `trio-gitaly` command: run the server, check a deployment, print the config schema,
+connect git to a server (`ssh`).
 
 Bad input (a config error, a missing file) is reported as one line on stderr with exit
 status 2, never as a traceback.
@@ -13,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Final, NoReturn
 
 from trio_gitaly import __version__
+from trio_gitaly.clients.ssh import add_parser as add_ssh_parser
 from trio_gitaly.config import ConfigError, embedded_defaults, json_schema, load
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
     schema = config_commands.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(handler=_print_schema)
+    add_ssh_parser(commands)
     return parser
 
 

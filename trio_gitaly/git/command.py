@@ -251,8 +251,8 @@ class CommandFactory:
                 file descriptor, or None (or `subprocess.DEVNULL`) for /dev/null.
             on_stderr: awaited with each chunk git writes to stderr, as it comes (for
                 progress a client should see); a slow sink slows git's stderr down.
-            terminate_grace_s: when leaving the block finds git running, SIGTERM it and
-                wait this long before the SIGKILL, for commands that must clean up.
+            terminate_grace_s: when leaving the block finds git running, close its stdin
+                and wait this long before the SIGKILL, for commands that must clean up.
 
         Yields:
             The process. Call `GitProcess.wait` inside the block if git must finish:

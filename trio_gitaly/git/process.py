@@ -233,13 +233,15 @@ class GitProcess:
     async def _kill_and_reap(self, terminate_grace_s: float = 0.0) -> None:
         """Kill the group and reap git, shielded and bounded; then close our pipe ends.
 
-        With `terminate_grace_s`, a git still running gets SIGTERM first and that long to
-        clean up after itself (receive-pack removes its quarantine directory).
+        With `terminate_grace_s`, a git still running first sees the end of its stdin, as
+        when a client hangs up, and gets that long to exit and clean up after itself:
+        receive-pack removes its quarantine directory at a normal exit only (git 2.39's
+        signal handlers leave it behind).
         """
         with trio.CancelScope(shield=True):
             if terminate_grace_s > 0 and self._process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGTERM)
+                if self._process.stdin is not None:
+                    await trio.aclose_forcefully(self._process.stdin)
                 with trio.move_on_after(terminate_grace_s):
                     await self._process.wait()
             # Unless `wait` already did, git is not reaped yet, so its pid still names

@@ -31,8 +31,8 @@ UPLOAD_ARCHIVE_REQUEST_TIMEOUT_S: Final = 60.0
 RECEIVE_PACK_TERMINATE_GRACE_S: Final = 0.5
 #: core.hooksPath for commands that must run no hook at all.
 NO_HOOKS_PATH: Final = "/dev/null"
-# What receive-pack says when its client went away mid-push.
-_HUNG_UP: Final = b"fatal: the remote end hung up unexpectedly\n"
+#: What git says (its whole stderr) when its client went away mid-session.
+HUNG_UP: Final = b"fatal: the remote end hung up unexpectedly\n"
 
 Service = Literal["upload-pack", "receive-pack"]
 
@@ -137,17 +137,20 @@ async def receive_pack(
 
     Pushed objects stay in git's quarantine directory until pre-receive accepts them.
 
-    Raises:
-        GitalyError: INVALID_ARGUMENT for bad config options; CANCELLED when the client
-            hung up mid-push.
+    Returns git's outcome; a non-zero exit is the caller's to report (`HUNG_UP` as its
+    stderr when the client went away mid-push).
 
-    Cancellation: receive-pack gets SIGTERM and `RECEIVE_PACK_TERMINATE_GRACE_S` to
-        remove its quarantine directory, then its group is killed.
+    Raises:
+        GitalyError: INVALID_ARGUMENT for bad config options.
+
+    Cancellation: receive-pack's stdin is closed and it gets
+        `RECEIVE_PACK_TERMINATE_GRACE_S` to fail the push and remove its quarantine
+        directory, then its group is killed.
     """
     # Client options first: they must not be able to override where hooks come from.
     config = [*client_config(target.git_config_options), *receive_pack_config(), *hooks.config]
     flags = ["--stateless-rpc"] if stateless else []
-    outcome = await run_session(
+    return await run_session(
         git,
         GitCommand("receive-pack", flags=flags, args=[target.repo_path]),
         repo_path=target.repo_path,
@@ -158,9 +161,6 @@ async def receive_pack(
         stderr=stderr,
         terminate_grace_s=RECEIVE_PACK_TERMINATE_GRACE_S,
     )
-    if outcome.returncode != 0 and outcome.stderr.endswith(_HUNG_UP):
-        raise GitalyError(StatusCode.CANCELLED, "user canceled the push")
-    return outcome
 
 
 async def upload_archive(

@@ -14,6 +14,7 @@ from typing import Final
 
 from trio_gitaly.errors import invalid_argument
 from trio_gitaly.git.args import validate_config
+from trio_gitaly.goformat import go_quote
 
 LOG = logging.getLogger("trio_gitaly.transport")
 
@@ -84,7 +85,7 @@ def client_config(options: Sequence[str]) -> Config:
     for option in options:
         key, sep, value = option.partition("=")
         if not sep:
-            raise invalid_argument(f"cannot convert invalid config key: {option!r}")
+            raise invalid_argument(f"cannot convert invalid config key: {go_quote(option)}")
         pairs.append((key, value))
     validate_config(pairs)
     return pairs

@@ -72,7 +72,7 @@ async def run_session(
             within the negotiation bound; what `spawn` raises.
 
     Cancellation:
-        git's process group is killed (after `terminate_grace_s` of SIGTERM, if given)
+        git's process group is killed (`terminate_grace_s` after closing its stdin)
         and reaped before Cancelled propagates.
     """
     bound = trio.CancelScope(

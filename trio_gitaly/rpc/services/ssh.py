@@ -2,7 +2,8 @@
 
 Each RPC carries git's stdin in request messages and its stdout, stderr and exit status
 in responses. As in Gitaly, success ends the stream without an exit status; a failing git
-sends its exit status, then the call ends with INTERNAL.
+sends its exit status, then the call ends with INTERNAL (CANCELLED when the client hung
+up), in Gitaly's words.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from trio_gitaly.errors import GitalyError, StatusCode, invalid_argument
+from trio_gitaly.goformat import go_quote
 from trio_gitaly.rpc.call import ServerCall
 from trio_gitaly.rpc.gen.gitaly import shared_pb2, ssh_pb2
 from trio_gitaly.rpc.pack_streams import (
@@ -21,7 +23,13 @@ from trio_gitaly.rpc.pack_streams import (
 )
 from trio_gitaly.rpc.repo import Repo, open_repo
 from trio_gitaly.rpc.services import ServiceBase
-from trio_gitaly.transport.commands import Target, receive_pack, upload_archive, upload_pack
+from trio_gitaly.transport.commands import (
+    HUNG_UP,
+    Target,
+    receive_pack,
+    upload_archive,
+    upload_pack,
+)
 from trio_gitaly.transport.session import Outcome
 
 
@@ -90,7 +98,7 @@ class SSHService(ServiceBase):
             )
         )
         if outcome.returncode != 0:
-            raise GitalyError(StatusCode.INTERNAL, _exit_message("upload-archive", outcome))
+            raise _failure("upload-archive", outcome)
 
     def _first_request(self, request: Any, stdin_error: str) -> Repo:
         repo = open_repo(self._deps.locator, request.repository)
@@ -103,8 +111,20 @@ async def _finish(out: ResponseWriter, response: Any, command: str, outcome: Out
     if outcome.returncode == 0:
         return
     await out.send(response(exit_status=shared_pb2.ExitStatus(value=outcome.returncode)))
-    raise GitalyError(StatusCode.INTERNAL, _exit_message(command, outcome))
+    raise _failure(command, outcome)
 
 
-def _exit_message(command: str, outcome: Outcome) -> str:
-    return f"running {command}: exit status {outcome.returncode}"
+def _failure(command: str, outcome: Outcome) -> GitalyError:
+    """The error ending the call of a git that failed, worded as Gitaly words it."""
+    wait = f"cmd wait: exit status {outcome.returncode}"
+    stderr = go_quote(outcome.stderr)
+    if outcome.stderr == HUNG_UP:
+        # The client went away: not the server's failure.
+        if command == "receive-pack":
+            return GitalyError(StatusCode.CANCELLED, "user canceled the push")
+        return GitalyError(StatusCode.CANCELLED, f"running {command}: user canceled the request")
+    if command == "upload-pack":
+        return GitalyError(StatusCode.INTERNAL, f"running upload-pack: {wait}, stderr: {stderr}")
+    if command == "upload-archive":
+        return GitalyError(StatusCode.INTERNAL, f"send: {wait}, stderr: {stderr}")
+    return GitalyError(StatusCode.INTERNAL, wait)
