@@ -1,6 +1,6 @@
 """The hooks directory git's `core.hooksPath` points at, inside the runtime directory.
 
-One launcher script runs the entry point with this server's Python; each hook name is a
+One launcher runs the entry point with this server's Python; each hook name is a
 symlink to it, and the entry point tells the hooks apart by the name it was run as
 (Gitaly's gitaly-hooks layout). It lives and dies with the runtime directory.
 """
@@ -25,24 +25,48 @@ HOOKS_DIR: Final = "hooks"
 LAUNCHER: Final = "trio-gitaly-hooks"
 _LAUNCHER_MODE: Final = 0o755
 
+# A file that is both a shell script and a Python program: the shell line re-executes it
+# with the server's Python, so no shebang length limit applies. `-I -S` skip site
+# processing (half of Python's start-up, paid several times per push), so the server's
+# import path is written in instead.
+_LAUNCHER_TEMPLATE: Final = (
+    "#!/bin/sh\n"
+    "''''exec {python} -I -S \"$0\" \"$@\" #'''\n"
+    "import os\n"
+    "import sys\n"
+    "\n"
+    "sys.path[:0] = {path!r}\n"
+    "from trio_gitaly.hooks.entry import main\n"
+    "\n"
+    "sys.exit(main([os.path.basename(sys.argv[0]), *sys.argv[1:]]))\n"
+)
+
 
 def install_hooks(runtime_dir: str, python: str = sys.executable) -> str:
     """Create `<runtime_dir>/hooks` with one entry per hook; return its path.
+
+    Every entry is a symlink to one launcher, which runs the entry point with this
+    server's Python and import path, so hooks run the server's own code.
 
     Raises:
         OSError: the directory or its entries cannot be written.
     """
     launcher = os.path.join(runtime_dir, LAUNCHER)
-    # `exec -a` is not POSIX sh; the hook name is passed as the first argument instead.
-    script = f'#!/bin/sh\nexec {shlex.quote(python)} -m trio_gitaly.hooks "$(basename "$0")" "$@"\n'
     with open(launcher, "w", encoding="utf-8") as f:
-        f.write(script)
+        f.write(_LAUNCHER_TEMPLATE.format(python=shlex.quote(python), path=_import_path()))
     os.chmod(launcher, _LAUNCHER_MODE)
     hooks_dir = os.path.join(runtime_dir, HOOKS_DIR)
     os.mkdir(hooks_dir, 0o700)
     for name in HOOK_NAMES:
         os.symlink(os.path.join("..", LAUNCHER), os.path.join(hooks_dir, name))
     return hooks_dir
+
+
+def _import_path() -> list[str]:
+    # The directory holding this package first: an editable install finds it through a
+    # site hook, which -S leaves out. Then the server's own path, minus its working dir.
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return [package_root, *(p for p in sys.path if p and os.path.isdir(p))]
 
 
 @dataclass(frozen=True)
