@@ -1,8 +1,9 @@
 """The benchmark harness: `./dev bench [--quick|--full] [--repo PATH]` (python -m benchmarks).
 
-Every figure is a ratio against a baseline measured in the same run, interleaved, as
-medians with their spread; never a timed assertion in a test (tests/test_benchmarks.py
-only runs the harness in its tiny mode and checks the shape of what it writes).
+Every figure is a ratio (memory: a difference in MB) against a baseline measured in the
+same run, interleaved, as medians with their spread; never a timed assertion in a test
+(tests/test_benchmarks.py only runs the harness in its tiny mode and checks the shape of
+what it writes).
 
     __main__.py      the CLI: modes, repositories, suites in order, outputs
     core.py          settings per mode, Context, Metric (+ statistics), Suite, rotation
@@ -13,5 +14,6 @@ only runs the harness in its tiny mode and checks the shape of what it writes).
     load.py          the grpcio client, a process of its own, driven over a pipe
     measure.py       variants measured round by round, paired into metrics
     report.py        the terminal table, latest.json, latest.md, latest.png
-    suites/          one module per suite (rpc, catfile); see suites/__init__.py
+    transfer.py      what clone, push and memory share: remotes, timed git commands
+    suites/          one module per suite (rpc, catfile, startup, clone, push, memory)
 """

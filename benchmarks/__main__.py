@@ -7,8 +7,10 @@
     python -m benchmarks --render FILE.json   # the table, markdown and chart again
 
 Quick mode (the default) runs on the small generated repository; full mode on the small
-and the medium ones, with more rounds and longer windows; `--repo PATH` (repeatable) runs
-on existing repositories instead. Results: benchmarks/results/latest.{json,md,png}.
+and the medium ones, with more rounds and longer windows; the clone, push and memory
+suites move whole repositories, so they run on the medium one in both modes, with fewer
+rounds in quick mode; `--repo PATH` (repeatable) runs every suite on existing
+repositories instead. Results: benchmarks/results/latest.{json,md,png}.
 Exit status 0 when every suite ran (targets met or not), 1 when a suite failed.
 """
 
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = MODES[args.mode]
     if args.rounds is not None:
-        settings = dataclasses.replace(settings, rounds=args.rounds)
+        settings = dataclasses.replace(
+            settings, rounds=args.rounds, transfer_rounds=args.rounds, memory_rounds=args.rounds
+        )
     started = datetime.datetime.now(datetime.UTC)
     load_start = os.getloadavg()
     repos = prepare_repos(args, settings.repos, console)
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             os.makedirs(suite_dir)
             ctx = Context(
                 settings=settings, repos=repos, workdir=suite_dir, log_level=args.log_level,
-                console=console,
+                console=console, cache_dir=args.cache_dir,
             )  # fmt: skip
             console.rule(f"suite {name}: {suite.summary}")
             begin = time.monotonic()

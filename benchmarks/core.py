@@ -37,6 +37,11 @@ class Settings:
     concurrency: int
     rate_window_s: float  # the throughput window per variant and round
     rate_warmup_s: float  # before that window, at full concurrency, not counted
+    # The clone, push and memory suites: whole repositories through the wire, seconds
+    # each, so fewer rounds, on the generated shapes big enough to mean something.
+    transfer_repos: tuple[str, ...]
+    transfer_rounds: int
+    memory_rounds: int  # each round runs 8 parallel clones per variant: ~30 s on 2 cores
 
 
 MODES: dict[str, Settings] = {
@@ -44,17 +49,20 @@ MODES: dict[str, Settings] = {
     "tiny": Settings(
         mode="tiny", repos=("tiny",), rounds=2, latency_calls=10, latency_block=5,
         latency_warmup=2, latency_max_s=2.0, concurrency=4, rate_window_s=0.2,
-        rate_warmup_s=0.05,
+        rate_warmup_s=0.05, transfer_repos=("tiny",), transfer_rounds=2,
+        memory_rounds=1,
     ),
     "quick": Settings(
         mode="quick", repos=("small",), rounds=7, latency_calls=300, latency_block=25,
         latency_warmup=20, latency_max_s=4.0, concurrency=32, rate_window_s=1.0,
-        rate_warmup_s=0.3,
+        rate_warmup_s=0.3, transfer_repos=("medium",), transfer_rounds=3,
+        memory_rounds=2,
     ),
     "full": Settings(
         mode="full", repos=("small", "medium"), rounds=10, latency_calls=600,
         latency_block=25, latency_warmup=50, latency_max_s=8.0, concurrency=32,
-        rate_window_s=1.5, rate_warmup_s=0.5,
+        rate_window_s=1.5, rate_warmup_s=0.5, transfer_repos=("medium",),
+        transfer_rounds=10, memory_rounds=5,
     ),
 }  # fmt: skip
 
@@ -89,7 +97,10 @@ class Metric:
     """One comparison: a candidate against its baseline, one value of each per round.
 
     `ratio` says which way it divides: "candidate/baseline" (a latency 2.0x the echo's,
-    0.6 of the echo's calls per second) or "baseline/candidate" (a speedup: 12x faster).
+    0.6 of the echo's calls per second) or "baseline/candidate" (a speedup: 12x faster);
+    or "candidate-baseline", a difference in `unit` where a ratio would mean nothing (the
+    server's memory growth: peak RSS minus idle RSS, in MB). The per-round "ratios" and
+    their summary are then those differences, and a target bounds them in `unit`.
     `better` says which direction of that ratio is the good one.
     """
 
@@ -100,7 +111,9 @@ class Metric:
     unit: str  # of the baseline and candidate values: "µs", "calls/s"
     baseline: str
     candidate: str
-    ratio: Literal["candidate/baseline", "baseline/candidate"] = "candidate/baseline"
+    ratio: Literal["candidate/baseline", "baseline/candidate", "candidate-baseline"] = (
+        "candidate/baseline"
+    )
     better: Literal["higher", "lower"] = "higher"
     target: Target | None = None
     status: Status = "ok"
@@ -110,6 +123,8 @@ class Metric:
 
     def ratios(self) -> list[float]:
         pairs = zip(self.baseline_values, self.candidate_values, strict=True)
+        if self.ratio == "candidate-baseline":
+            return [c - b for b, c in pairs]
         if self.ratio == "candidate/baseline":
             return [c / b if b else math.nan for b, c in pairs]
         return [b / c if c else math.nan for b, c in pairs]
@@ -160,6 +175,7 @@ class Context:
     workdir: str  # removed after the run; short enough for unix socket paths
     log_level: str  # of the servers under test ("info": one access-log line per call)
     console: Console
+    cache_dir: str = ""  # where generated repositories are kept (repos.ensure)
 
     def progress(self, message: str) -> None:
         self.console.log(message, highlight=False, markup=False)

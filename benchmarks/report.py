@@ -38,11 +38,24 @@ def _ratio(value: float | None) -> str:
     return f"{value:.2f}{TIMES}" if value < 10 else f"{value:.1f}{TIMES}"
 
 
+def _difference(metric: dict[str, Any]) -> bool:
+    """Whether the metric's "ratio" is a difference in its unit (memory growth in MB)."""
+    return bool(metric["ratio"] == "candidate-baseline")
+
+
+def _comparison(value: float | None, metric: dict[str, Any]) -> str:
+    """A per-round comparison as the table shows it: a ratio, or a difference ("+12.5 MB")."""
+    if not _difference(metric) or value is None or math.isnan(value):
+        return _ratio(value)
+    return f"{value:+.1f} {metric['unit']}"
+
+
 def _target(metric: dict[str, Any]) -> str:
     target = metric.get("target")
     if not target:
         return ""
-    return f"{'≥' if target['op'] == '>=' else '≤'} {target['value']:g}"
+    unit = f" {metric['unit']}" if _difference(metric) else ""
+    return f"{'≥' if target['op'] == '>=' else '≤'} {target['value']:g}{unit}"
 
 
 def rows(run: dict[str, Any]) -> Iterator[dict[str, str]]:
@@ -71,8 +84,9 @@ def rows(run: dict[str, Any]) -> Iterator[dict[str, str]]:
         if metric["status"] == "ok" and summary.get("ratio_median") is not None:
             row["baseline"] = _value(summary["baseline_median"], metric["unit"])
             row["candidate"] = _value(summary["candidate_median"], metric["unit"])
-            row["ratio"] = _ratio(summary["ratio_median"])
-            row["spread"] = f"{_ratio(summary['ratio_p25'])}{DASH}{_ratio(summary['ratio_p75'])}"
+            row["ratio"] = _comparison(summary["ratio_median"], metric)
+            low, high = (_comparison(summary[k], metric) for k in ("ratio_p25", "ratio_p75"))
+            row["spread"] = f"{low}{DASH}{high}"
             if summary["met"] is not None:
                 row["met"] = "met" if summary["met"] else "NOT met"
         elif metric["target"]:
@@ -152,7 +166,9 @@ def markdown(run: dict[str, Any], chart: str | None) -> str:
         "calls) one variant "
         "after another, the order rotated each round. Ratio: the median of the per-round "
         f"ratios, and their spread (p25{DASH}p75). Baseline and candidate: the medians of "
-        "the per-round values. Better: which direction of the ratio is the good one.",
+        "the per-round values. Better: which direction of the ratio is the good one. "
+        "Rows in MB (memory) show a difference instead of a ratio: the candidate's value "
+        "minus the baseline's.",
         "",
     ]
     if chart:
@@ -218,7 +234,9 @@ def chart(run: dict[str, Any], path: str) -> str | None:
     groups: dict[str, list[dict[str, Any]]] = {}
     for metric in run["metrics"]:
         if metric["status"] == "ok" and metric["summary"].get("ratio_median") is not None:
-            groups.setdefault(f"{metric['suite']} · {metric['repo']}", []).append(metric)
+            # Differences (MB) get panels of their own, on a linear scale.
+            unit = f" · {metric['unit']}" if _difference(metric) else ""
+            groups.setdefault(f"{metric['suite']} · {metric['repo']}{unit}", []).append(metric)
     if not groups:
         return "no metric was measured"
     missing = [f"{m['repo']}: {m['name']} ({m['status']})" for m in run["metrics"]
@@ -258,8 +276,8 @@ def _panel(ax: Any, title: str, metrics: list[dict[str, Any]]) -> None:
         ax.plot([s["ratio_p25"], s["ratio_p75"]], [y, y], color=color, linewidth=4, alpha=0.8)
         ax.plot([s["ratio_median"]], [y], "o", color=color, markersize=5)
         ax.annotate(
-            _ratio(s["ratio_median"]), (s["ratio_median"], y), textcoords="offset points",
-            xytext=(0, 5), ha="center", fontsize=6, color=color,
+            _comparison(s["ratio_median"], metric), (s["ratio_median"], y),
+            textcoords="offset points", xytext=(0, 5), ha="center", fontsize=6, color=color,
         )  # fmt: skip
         values += [s["ratio_min"], s["ratio_max"]]
         if metric["target"]:
@@ -269,6 +287,23 @@ def _panel(ax: Any, title: str, metrics: list[dict[str, Any]]) -> None:
         arrow = "↑" if metric["better"] == "higher" else "↓"
         labels.append(f"{metric['name']}  {arrow}")
     ax.set_yticks(range(len(metrics) - 1, -1, -1), labels, fontsize=7)
+    ax.set_ylim(-0.8, len(metrics) - 0.2)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", which="both", alpha=0.2)
+    legend = (
+        f"dot = median, bar = p25{DASH}p75, line = min{DASH}max, | = target, ↑/↓ = better direction"
+    )
+    if _difference(metrics[0]):
+        unit = metrics[0]["unit"]
+        finite = [v for v in values if math.isfinite(v)]
+        low, high = min([*finite, 0.0]), max([*finite, 0.0])
+        pad = (high - low) * 0.1 or 1.0
+        ax.set_xlim(low - pad, high + pad)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g} {unit}"))
+        ax.axvline(0.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel(f"candidate - baseline ({unit}): {legend}", fontsize=6)
+        return
     ax.set_xscale("log")
     positive = [v for v in values if v and v > 0 and math.isfinite(v)] or [1.0]
     low, high = min([*positive, 1.0]) / 1.5, max([*positive, 1.0]) * 1.5
@@ -278,13 +313,4 @@ def _panel(ax: Any, title: str, metrics: list[dict[str, Any]]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{TIMES}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_ylim(-0.8, len(metrics) - 0.2)
-    ax.set_title(title, fontsize=9, loc="left")
-    ax.tick_params(axis="x", labelsize=7)
-    ax.grid(axis="x", which="both", alpha=0.2)
-    ax.set_xlabel(
-        f"ratio (log scale): dot = median, bar = p25{DASH}p75, line = min{DASH}max, "
-        "| = target, "
-        "↑/↓ = better direction",
-        fontsize=6,
-    )
+    ax.set_xlabel(f"ratio (log scale): {legend}", fontsize=6)

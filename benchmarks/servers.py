@@ -38,6 +38,8 @@ class ServerProcess:
     address: str  # "127.0.0.1:port"
     process: subprocess.Popen[bytes]
     log_path: str
+    socket: str = ""  # trio-gitaly's unix socket
+    gateway: str = ""  # trio-gitaly's HTTP gateway, "127.0.0.1:port", when enabled
 
     @property
     def pid(self) -> int:
@@ -163,9 +165,17 @@ def python_argv(*args: str) -> list[str]:
 
 @contextlib.contextmanager
 def trio_gitaly(
-    workdir: str, repositories: Mapping[str, str], *, log_level: str = "info"
+    workdir: str,
+    repositories: Mapping[str, str],
+    *,
+    log_level: str = "info",
+    gateway_port: int | None = None,
 ) -> Iterator[ServerProcess]:
-    """The real server; `repositories` maps relative path (in storage "default") to a git dir."""
+    """The real server; `repositories` maps relative path (in storage "default") to a git dir.
+
+    A symlink's target need not exist yet (a suite may create it later, e.g. an empty
+    repository to push into). `gateway_port`: serve the HTTP gateway on that loopback port.
+    """
     base = os.path.join(workdir, "tg")
     storage = os.path.join(base, "storage")
     runtime = os.path.join(base, "run")
@@ -192,9 +202,14 @@ format = "json"
 level = "{log_level}"
 """
         )
+        if gateway_port is not None:
+            out.write(f'\n[gateway]\nlisten_addr = "127.0.0.1:{gateway_port}"\n')
     with server_process(
         "trio-gitaly", python_argv("-m", "trio_gitaly", "run", "--config", config), workdir
     ) as server:
+        server.socket = os.path.join(base, "gitaly.socket")
+        if gateway_port is not None:
+            server.gateway = f"127.0.0.1:{gateway_port}"
         yield server
 
 

@@ -28,8 +28,27 @@ def run_harness(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def check_metrics(run: dict[str, Any]) -> None:
+    """Every metric's shape: its status, its ratio kind, one value per round it measured."""
+    most_rounds = max(
+        run["settings"][key] for key in ("rounds", "transfer_rounds", "memory_rounds")
+    )
+    for metric in run["metrics"]:
+        assert metric["status"] in STATUSES
+        assert metric["ratio"] in ("candidate/baseline", "baseline/candidate", "candidate-baseline")
+        assert metric["better"] in ("higher", "lower")
+        if metric["status"] == "ok":
+            rounds = len(metric["ratios"])
+            assert 1 <= rounds <= most_rounds
+            assert len(metric["baseline_values"]) == len(metric["candidate_values"]) == rounds
+            summary = metric["summary"]
+            assert summary["ratio_p25"] <= summary["ratio_median"] <= summary["ratio_p75"]
+        else:
+            assert metric["note"], "a metric that was not measured says why"
+
+
 def test_tiny_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:
-    done = run_harness(tmp_path)
+    done = run_harness(tmp_path, "--suite", "rpc", "--suite", "catfile", "--suite", "startup")
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out"
     run: dict[str, Any] = json.loads((out / "latest.json").read_text())
@@ -45,18 +64,7 @@ def test_tiny_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:
 
     metrics = {metric["id"]: metric for metric in run["metrics"]}
     assert len(metrics) == len(run["metrics"]), "metric ids are unique"
-    for metric in run["metrics"]:
-        assert metric["status"] in STATUSES
-        assert metric["ratio"] in ("candidate/baseline", "baseline/candidate")
-        assert metric["better"] in ("higher", "lower")
-        if metric["status"] == "ok":
-            rounds = len(metric["ratios"])
-            assert 1 <= rounds <= run["settings"]["rounds"]
-            assert len(metric["baseline_values"]) == len(metric["candidate_values"]) == rounds
-            summary = metric["summary"]
-            assert summary["ratio_p25"] <= summary["ratio_median"] <= summary["ratio_p75"]
-        else:
-            assert metric["note"], "a metric that was not measured says why"
+    check_metrics(run)
 
     # Both echo servers always answer: what our serving layer costs is always measured.
     for stat in ("p50_us", "p99_us", "rps"):
@@ -88,10 +96,68 @@ def test_tiny_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     assert "FindCommit" in done.stdout  # the terminal table
 
 
+def test_tiny_transfer_suites_clone_push_and_watch_memory(tmp_path: Path) -> None:
+    # One round: plumbing, not figures (each push through the server runs 17 hook processes).
+    suites = ("--suite", "clone", "--suite", "push", "--suite", "memory")
+    done = run_harness(tmp_path, *suites, "--rounds", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out"
+    run: dict[str, Any] = json.loads((out / "latest.json").read_text())
+    assert [(s["name"], s["status"]) for s in run["suites"]] == [
+        ("clone", "ok"), ("push", "ok"), ("memory", "ok"),
+    ]  # fmt: skip
+    check_metrics(run)
+    metrics = {metric["id"]: metric for metric in run["metrics"]}
+    assert len(metrics) == len(run["metrics"]), "metric ids are unique"
+    # Tiny mode moves the tiny repository: the medium one is never generated here.
+    assert {metric["repo"] for metric in run["metrics"]} == {"tiny"}
+    assert not list((tmp_path / "cache" / "repos").glob("medium-*"))
+
+    # Both transports of the server against git alone, in the same run.
+    for key in ("clone/tiny/ssh/wall_s", "clone/tiny/http/wall_s"):
+        assert metrics[key]["status"] == "ok", metrics[key]["note"]
+        assert metrics[key]["target"] == {"op": "<=", "value": 1.05}
+        assert metrics[key]["baseline"] == "git clone --no-local"
+    assert metrics["push/tiny/ssh/wall_s"]["target"] == {"op": "<=", "value": 1.1}
+    for key in ("push/tiny/ssh/wall_s", "push/tiny/http/wall_s", "push/tiny/fsck/wall_s",
+                "push/tiny/ssh/wall_s/fsck"):  # fmt: skip
+        assert metrics[key]["status"] == "ok", metrics[key]["note"]
+
+    # Memory: differences in MB, not ratios; the target bounds the growth.
+    growth = metrics["memory/tiny/ssh/peak_mb"]
+    assert growth["status"] == "ok", growth["note"]
+    assert (growth["ratio"], growth["unit"]) == ("candidate-baseline", "MB")
+    assert growth["target"] == {"op": "<=", "value": 50.0}
+    assert growth["ratios"] == [
+        c - b for b, c in zip(growth["baseline_values"], growth["candidate_values"], strict=True)
+    ]
+    assert growth["baseline_values"][0] > 10, "an idle server's RSS in MB"
+    assert growth["summary"]["met"] is not None
+    assert metrics["memory/tiny/server/warm_mb"]["status"] == "ok"
+
+    samples = run["samples"]
+    kinds = {(s["suite"], s.get("variant"), s["kind"]) for s in samples}
+    assert {
+        ("clone", "direct", "clone"), ("clone", "ssh", "clone"), ("clone", "http", "clone"),
+        ("push", "direct", "push"), ("push", "ssh", "push"), ("push", "http", "push"),
+        ("memory", "server", "idle"), ("memory", "ssh", "parallel_clones"),
+    } <= kinds  # fmt: skip
+    assert all(s["refs_ok"] for s in samples if "refs_ok" in s)
+    pushes = [s for s in samples if s["kind"] == "push" and s["variant"] == "ssh"]
+    assert all(s["hook_calls"] > 0 for s in pushes), "pushes through the server run our hooks"
+    parallel = next(s for s in samples if s["kind"] == "parallel_clones")
+    assert parallel["clones"] == 8
+    assert parallel["series_mb"] and not parallel["errors"]
+
+    markdown = (out / "latest.md").read_text()
+    assert "clone via trio-gitaly ssh ÷ direct clone" in markdown
+    assert "≤ 50 MB" in markdown
+    assert " MB |" in markdown  # a difference, shown in its unit
+
+
 def test_list_names_the_suites(tmp_path: Path) -> None:
     done = run_harness(tmp_path, "--list")
     assert done.returncode == 0, done.stderr
-    assert "rpc:" in done.stdout
-    assert "catfile:" in done.stdout
-    assert "startup:" in done.stdout
-    assert "clone (planned)" in done.stdout
+    for name in ("rpc", "catfile", "startup", "clone", "push", "memory"):
+        assert f"{name}:" in done.stdout
+    assert "overload (planned)" in done.stdout
