@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 from trio_gitaly import __version__
 from trio_gitaly.clients.ssh import add_parser as add_ssh_parser
-from trio_gitaly.config import ConfigError, embedded_defaults, json_schema, load
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,12 +30,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line `argv` (default: `sys.argv[1:]`) and exit with its status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    try:
-        status = args.handler(args)
-    except ConfigError as exc:
-        print(f"trio-gitaly: config error: {exc}", file=sys.stderr)
-        status = EXIT_USAGE
-    sys.exit(status)
+    sys.exit(args.handler(args))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -65,13 +59,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace) -> Config | None:
+    """The config `--config` names (or the embedded one); None after reporting an error."""
+    # Imported here: `trio-gitaly ssh` runs for every git operation and needs none of it.
+    from trio_gitaly.config import ConfigError, embedded_defaults, load
+
     path: str | None = args.config
-    return embedded_defaults() if path is None else load(path)
+    try:
+        return embedded_defaults() if path is None else load(path)
+    except ConfigError as exc:
+        print(f"trio-gitaly: config error: {exc}", file=sys.stderr)
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    if cfg is None:
+        return EXIT_USAGE
     # Imported here so that `check` and `config schema` start without the serving stack.
     from trio_gitaly.nursery_tree import run_server
 
@@ -80,6 +84,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_schema(args: argparse.Namespace) -> int:
+    from trio_gitaly.config import json_schema
+
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return EXIT_OK
 
@@ -89,6 +95,8 @@ def _check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     cfg = _load(args)
+    if cfg is None:
+        return EXIT_USAGE
     table = Table("storage", "path", "readable", "writable", "status", title="storages")
     all_ok = True
     for storage in cfg.storage:

@@ -25,6 +25,10 @@ from trio_gitaly.config_values import ListenAddress as ListenAddress
 from trio_gitaly.config_values import dec_hook as dec_hook
 from trio_gitaly.config_values import enc_hook as enc_hook
 from trio_gitaly.config_values import schema_hook as schema_hook
+from trio_gitaly.defaults import EMBEDDED_DATA_DIR as EMBEDDED_DATA_DIR
+from trio_gitaly.defaults import EMBEDDED_GATEWAY_LISTEN_ADDR as EMBEDDED_GATEWAY_LISTEN_ADDR
+from trio_gitaly.defaults import EMBEDDED_LISTEN_ADDR as EMBEDDED_LISTEN_ADDR
+from trio_gitaly.defaults import EMBEDDED_PROMETHEUS_LISTEN_ADDR as EMBEDDED_PROMETHEUS_LISTEN_ADDR
 
 if TYPE_CHECKING:
     from typing import TextIO
@@ -40,11 +44,6 @@ MAX_MAX_CONCURRENT_STREAMS: Final = 65536
 DEFAULT_CATFILE_CACHE_SIZE: Final = 100
 MAX_CATFILE_CACHE_SIZE: Final = 10000
 
-# Used when no config file is given: a self-contained data directory under the CWD.
-EMBEDDED_DATA_DIR: Final = "trio-gitaly-data"
-EMBEDDED_LISTEN_ADDR: Final = "127.0.0.1:8075"
-EMBEDDED_PROMETHEUS_LISTEN_ADDR: Final = "127.0.0.1:9236"
-EMBEDDED_GATEWAY_LISTEN_ADDR: Final = "127.0.0.1:8076"
 # Gitaly's default read timeout for GitLab's internal API, in seconds.
 DEFAULT_GITLAB_READ_TIMEOUT_S: Final = 300
 GITLAB_URL_SCHEMES: Final = ("http", "https", "http+unix")

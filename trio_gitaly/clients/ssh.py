@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from trio_gitaly.config import EMBEDDED_LISTEN_ADDR
+from trio_gitaly.defaults import EMBEDDED_LISTEN_ADDR
 
 if TYPE_CHECKING:
     import grpc
