@@ -5,12 +5,15 @@
     ├── workers       (workers/)                 background jobs, one child each
     ├── listeners     (rpc/server.py)            one child per gRPC listener
     │   unix · internal unix · tcp · tls          each: accept loop + connection nursery
+    ├── gateway       (http/gateway.py)          hypercorn: git's smart HTTP protocol
+    │   └── request   (http/gateway_io.py)       its git command, killed with the request
     └── http          (http/serve.py)            /metrics /healthz /readyz
 
 Start-up, each step logged with duration_ms: runtime directory → git → storages →
-listeners bound → children started → "Started trio-gitaly". Stopping: readiness flips,
-listeners drain until the grace deadline, then http and workers stop; the runtime
-directory is removed by the `with` block that created it.
+sockets bound (sockets.py) → children started → "Started trio-gitaly". Stopping:
+readiness flips, the gRPC listeners and the gateway drain until the grace deadline,
+then http and workers stop; the runtime directory is removed by the `with` block that
+created it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +34,14 @@ from rich.console import Console
 from rich.table import Table
 
 from trio_gitaly import __version__
-from trio_gitaly.config import Config, ListenAddress, log_format
+from trio_gitaly.config import Config, log_format
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitSetupError, detect
 from trio_gitaly.hooks.install import HookSetup, install_hooks
 from trio_gitaly.http.app import build_app
-from trio_gitaly.http.serve import bind_http, serve_http
+from trio_gitaly.http.gateway import Gateway
+from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.log import configure as configure_logging
 from trio_gitaly.metrics import Metrics
@@ -46,6 +51,7 @@ from trio_gitaly.rpc.server import GrpcServer, serve_listener
 from trio_gitaly.rpc.services import Dependencies, all_routes
 from trio_gitaly.runtime import RuntimeDirError, runtime_directory
 from trio_gitaly.signals import watch_signals
+from trio_gitaly.sockets import GrpcListeners, bound_sockets
 from trio_gitaly.storage.locator import Locator, Storage
 from trio_gitaly.storage.metadata import ensure_metadata
 
@@ -68,7 +74,7 @@ class RunningServer:
     metrics: Metrics
     runtime_dir: str
     grace_s: float
-    # listener kind ("unix", "internal", "tcp", "tls", "http") -> bound addresses
+    # listener kind ("unix", "internal", "tcp", "tls", "http", "gateway") -> addresses
     addresses: dict[str, list[str]] = field(default_factory=dict)
     exit_code: int = 0
     _root: trio.CancelScope | None = None
@@ -182,15 +188,11 @@ async def serve(
             runtime_dir=rt.path,
             grace_s=cfg.graceful_restart_timeout.seconds,
         )
-        async with _bound_listeners(cfg, rt.internal_socket) as grpc_listeners:
-            http_socket = _bind_http(cfg.prometheus_listen_addr)
-            http_shutdown, listeners_done = trio.Event(), trio.Event()
-            for kind, listeners in grpc_listeners:
-                running.addresses.setdefault(kind, []).extend(
-                    bind.bound_address(listener) for listener in listeners
-                )
-            if http_socket is not None:
-                running.addresses["http"] = [_socket_address(http_socket)]
+        async with contextlib.AsyncExitStack() as sockets:
+            with _startup_errors():
+                bound = await sockets.enter_async_context(bound_sockets(cfg, rt.internal_socket))
+            running.addresses = bound.addresses()
+            http_shutdown, listeners_done, gateway_done = trio.Event(), trio.Event(), trio.Event()
             async with trio.open_nursery() as root:
                 running._root = root.cancel_scope
                 if handle_signals:
@@ -202,16 +204,31 @@ async def serve(
                     await serving.start(
                         _node("listeners", _serve_listeners),
                         server,
-                        grpc_listeners,
+                        bound.grpc,
                         lifecycle,
                         cfg.grpc.tls_handshake_timeout.seconds,
                         listeners_done,
                     )
-                    if http_socket is not None:
+                    if bound.gateway is not None:
+                        # What the services use, so that both serve a push the same way.
+                        gateway = Gateway(
+                            deps.locator, deps.git, deps.hooks, cfg.gateway.basic_auth
+                        )
+                        await serving.start(
+                            _serve_gateway,
+                            gateway,
+                            bound.gateway,
+                            lifecycle,
+                            running.grace_s,
+                            gateway_done,
+                        )
+                    else:
+                        gateway_done.set()
+                    if bound.http is not None:
                         app = build_app(metrics, lifecycle)
                         await serving.start(
                             functools.partial(
-                                _node("http", serve_http), app, http_socket, shutdown=http_shutdown
+                                _node("http", serve_http), app, bound.http, shutdown=http_shutdown
                             )
                         )
                     _log_started(running, process_start)
@@ -223,6 +240,7 @@ async def serve(
                     )
                     # HTTP outlives the drain so that /readyz can say 503 until the end.
                     await listeners_done.wait()
+                    await gateway_done.wait()
                     http_shutdown.set()
                 # Served and drained: what is left (signal handling) has nothing to do.
                 root.cancel_scope.cancel()
@@ -240,7 +258,7 @@ def _log_started(running: RunningServer, process_start: float) -> None:
 
 async def _serve_listeners(
     server: GrpcServer,
-    grpc_listeners: Sequence[tuple[str, Sequence[trio.abc.Listener[trio.abc.Stream]]]],
+    grpc_listeners: GrpcListeners,
     lifecycle: Lifecycle,
     tls_handshake_timeout_s: float,
     done: trio.Event,
@@ -263,6 +281,26 @@ async def _serve_listeners(
     done.set()
 
 
+async def _serve_gateway(
+    gateway: Gateway,
+    sock: socket.socket,
+    lifecycle: Lifecycle,
+    grace_s: float,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    # Like the gRPC listeners: no new request once stopping, the grace period for the
+    # clones and pushes in flight.
+    serve = functools.partial(
+        _node("gateway", serve_http), gateway, sock, shutdown=lifecycle.stopping, grace_s=grace_s
+    )
+    try:
+        await serve(task_status=task_status)
+    finally:
+        done.set()
+
+
 async def _run_workers(
     workers: Sequence[tuple[str, Worker]],
     lifecycle: Lifecycle,
@@ -276,55 +314,6 @@ async def _run_workers(
         await lifecycle.stopping.wait()
         # Background jobs hold no client's work: they stop when draining starts.
         nursery.cancel_scope.cancel()
-
-
-@contextlib.asynccontextmanager
-async def _bound_listeners(
-    cfg: Config, internal_socket: str
-) -> AsyncIterator[list[tuple[str, Sequence[trio.abc.Listener[trio.abc.Stream]]]]]:
-    """Bind every gRPC listener, in Gitaly's order; unlink unix sockets afterwards."""
-    bound: list[tuple[str, Sequence[trio.abc.Listener[trio.abc.Stream]]]] = []
-    socket_paths: list[str] = []
-    try:
-        with _startup_errors():
-            if cfg.socket_path:
-                bound.append(("unix", [await bind.open_unix(cfg.socket_path)]))
-                socket_paths.append(cfg.socket_path)
-            bound.append(("internal", [await bind.open_unix(internal_socket)]))
-            socket_paths.append(internal_socket)
-            if cfg.listen_addr is not None:
-                bound.append(
-                    ("tcp", await bind.open_tcp(_host(cfg.listen_addr), cfg.listen_addr.port))
-                )
-            if cfg.tls_listen_addr is not None:
-                context = bind.tls_context(cfg.tls.certificate_path, cfg.tls.key_path)
-                address = cfg.tls_listen_addr
-                bound.append(("tls", await bind.open_tls(_host(address), address.port, context)))
-        yield bound
-    finally:
-        for _, listeners in bound:
-            for listener in listeners:
-                await trio.aclose_forcefully(listener)
-        for path in socket_paths:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-
-
-def _bind_http(address: ListenAddress | None) -> Any:
-    if address is None:
-        return None
-    with _startup_errors():
-        return bind_http(address.host, address.port)
-
-
-def _host(address: ListenAddress) -> str | None:
-    # An empty host (":8075") means every interface, which trio spells None.
-    return address.host or None
-
-
-def _socket_address(sock: Any) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _write_metadata(storage_path: str) -> None:

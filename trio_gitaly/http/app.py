@@ -22,7 +22,7 @@ def build_app(metrics: Metrics, lifecycle: Lifecycle) -> App:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -55,8 +55,11 @@ async def _text(send: Send, status: int, body: str) -> None:
     await send({"type": "http.response.body", "body": body.encode()})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    # Nothing to set up or tear down: the tree owns every resource the app reads.
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Answer the ASGI lifespan protocol (shared by the HTTP apps).
+
+    Nothing to set up or tear down: the tree owns every resource the apps read.
+    """
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

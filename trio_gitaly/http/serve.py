@@ -24,6 +24,14 @@ LOG = logging.getLogger("trio_gitaly.http")
 
 # In-flight HTTP requests (a metrics scrape) get this long once the tree stops.
 HTTP_GRACE_S = 3.0
+#: Request body events hypercorn queues for one request before it stops reading the
+#: socket (its default is 10); each holds at most one socket read (64 KiB).
+APP_QUEUE_EVENTS = 4
+#: hypercorn writes a response to the socket shielded from cancellation, so a client
+#: that stops reading but keeps its connection would hold its request (a clone's git
+#: process, and the server's stop) forever. The kernel aborts a connection whose data
+#: stays unacknowledged this long (TCP_USER_TIMEOUT; accepted sockets inherit it).
+STALLED_CLIENT_TIMEOUT_S = 60.0
 
 
 def bind_http(host: str, port: int) -> socket.socket:
@@ -35,6 +43,8 @@ def bind_http(host: str, port: int) -> socket.socket:
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        timeout_ms = round(STALLED_CLIENT_TIMEOUT_S * 1000)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
         try:
             sock.bind(address)
             sock.listen(LISTEN_BACKLOG)
@@ -52,17 +62,21 @@ async def serve_http(
     sock: socket.socket,
     *,
     shutdown: trio.Event,
+    grace_s: float = HTTP_GRACE_S,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` on the bound socket until `shutdown` is set.
+    """Serve `app` on the bound socket until `shutdown` is set, then drain.
 
-    The HTTP listener outlives the gRPC drain on purpose: /readyz answers 503 while the
-    server stops, which is what load balancers watch. Cancellation: stops at once.
+    Once `shutdown` is set no connection is accepted; requests in flight get `grace_s`
+    to finish, then they are cancelled. The HTTP listener outlives the gRPC drain on
+    purpose: /readyz answers 503 while the server stops, which is what load balancers
+    watch. Cancellation: stops at once.
     """
     config = HypercornConfig()
     config.accesslog = None
     config.errorlog = LOG
-    config.graceful_timeout = HTTP_GRACE_S
+    config.graceful_timeout = grace_s
+    config.max_app_queue_size = APP_QUEUE_EVENTS
     # hypercorn types its ASGI protocol and task status more narrowly than trio's.
     asgi: Any = app
     status: Any = task_status

@@ -14,13 +14,13 @@ import trio
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from trio_gitaly.git.refs import object_format
-from trio_gitaly.hooks.payload import RECEIVE_PACK_HOOKS, UserDetails
+from trio_gitaly.hooks.payload import UserDetails
 from trio_gitaly.rpc.call import ServerCall
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 from trio_gitaly.rpc.repo import Repo
 from trio_gitaly.rpc.services import Dependencies
 from trio_gitaly.transport.commands import Hooks, Target
+from trio_gitaly.transport.push_hooks import push_hooks
 from trio_gitaly.transport.session import Sink
 
 
@@ -89,15 +89,15 @@ async def receive_pack_hooks(
 
     Cancellation: raises Cancelled; nothing was changed.
     """
-    config, env = deps.hooks.git_options(
+    return await push_hooks(
+        deps.hooks,
+        deps.git,
         repository_json=json_format.MessageToJson(repository, indent=None),
-        object_format=await object_format(deps.git, repo_path),
-        requested=RECEIVE_PACK_HOOKS,
+        repo_path=repo_path,
         user=UserDetails(
             userid=gl_id, username=gl_username, protocol=protocol, remote_ip=remote_ip
         ),
     )
-    return Hooks(config, env)
 
 
 def target(repo: Repo, request: Any) -> Target:
