@@ -7,18 +7,25 @@ at one chunk per direction whatever the size of the pack.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import trio
 
 from trio_gitaly.errors import GitalyError, StatusCode
 from trio_gitaly.git.args import GitCommand
-from trio_gitaly.git.command import READ_CHUNK_BYTES, CommandFactory
+from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.transport.pktline import BoundaryWatcher
+
+#: Most of git's output relayed at once. git writes a pack in 64 KiB pieces; when the
+#: client is slower than git, the pipe fills and one read takes several, so the pack
+#: travels in fewer messages (each costs the same Python work whatever its size).
+RELAY_CHUNK_BYTES: Final = 1024 * 1024
 
 #: Where output goes: awaited once per chunk; returns when the chunk may be reused.
 Sink = Callable[[bytes], Awaitable[None]]
@@ -95,7 +102,8 @@ async def run_session(
                     assert process.stdin is not None
                     nursery.start_soon(_feed, stdin, process.stdin, watcher, bound)
                 assert process.stdout is not None
-                while chunk := await process.stdout.receive_some(READ_CHUNK_BYTES):
+                _widen_pipe(process.stdout)
+                while chunk := await process.stdout.receive_some(RELAY_CHUNK_BYTES):
                     await stdout(bytes(chunk))
                 returncode = await process.wait()
                 # git is done; a client that never half-closes must not keep us here.
@@ -106,6 +114,15 @@ async def run_session(
         StatusCode.DEADLINE_EXCEEDED,
         f"waiting for {negotiation.what}: no end of requests after {negotiation.timeout_s:g}s",
     )
+
+
+def _widen_pipe(stream: trio.abc.ReceiveStream) -> None:
+    # Linux pipes hold 64 KiB unless asked; 1 MiB is the unprivileged maximum by default.
+    # A pipe that stays small only means smaller reads.
+    fileno = getattr(stream, "fileno", None)
+    if fileno is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fileno(), fcntl.F_SETPIPE_SZ, RELAY_CHUNK_BYTES)
 
 
 async def _feed(
