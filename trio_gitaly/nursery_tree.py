@@ -150,7 +150,14 @@ async def serve(
         rt = runtime.enter_context(runtime_directory(cfg.runtime_dir))
     with runtime:
         with _step("finished installing hooks"), _startup_errors():
-            hooks = HookSetup(install_hooks(rt.path), rt.path, rt.internal_socket, cfg.auth.token)
+            hooks = HookSetup(
+                install_hooks(rt.path),
+                rt.path,
+                rt.internal_socket,
+                cfg.auth.token,
+                custom_hooks_dir=cfg.hooks.custom_hooks_dir,
+                gitlab_configured=bool(cfg.gitlab.url),
+            )
         with _step("finished detecting git version"), _startup_errors():
             git_binary = await detect(cfg.git.bin_path)
         LOG.info(

@@ -77,6 +77,26 @@ class HookSetup:
     runtime_dir: str
     internal_socket: str
     token: str = ""
+    # What decides which hooks a push needs (see transport/push_hooks.py).
+    custom_hooks_dir: str = ""
+    gitlab_configured: bool = False
+
+    def hooks_dir_for(self, requested: Hook) -> str:
+        """A hooks directory holding only the `requested` hooks, made on first use.
+
+        git runs no hook it cannot find: a hook with nothing to do costs no process.
+        Synchronous on purpose: trio runs one task at a time, so two pushes cannot race
+        to create the same directory.
+        """
+        names = [name for name in HOOK_NAMES if (hook := Hook.by_name(name)) and requested & hook]
+        if len(names) == len(HOOK_NAMES):
+            return self.hooks_dir
+        directory = os.path.join(self.runtime_dir, f"{HOOKS_DIR}-{int(requested)}")
+        if not os.path.isdir(directory):
+            os.mkdir(directory, 0o700)
+            for name in names:
+                os.symlink(os.path.join("..", LAUNCHER), os.path.join(directory, name))
+        return directory
 
     def git_options(
         self,
@@ -103,4 +123,5 @@ class HookSetup:
             internal_socket_token=self.token,
             user_details=user,
         )
-        return [("core.hooksPath", self.hooks_dir)], {PAYLOAD_ENV: payload.encode()}
+        hooks_path = self.hooks_dir_for(requested)
+        return [("core.hooksPath", hooks_path)], {PAYLOAD_ENV: payload.encode()}
