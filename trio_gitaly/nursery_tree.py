@@ -44,6 +44,7 @@ from trio_gitaly.http.gateway import Gateway
 from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.log import configure as configure_logging
+from trio_gitaly.malloc import tune_for_streaming
 from trio_gitaly.metrics import Metrics
 from trio_gitaly.rpc import listeners as bind
 from trio_gitaly.rpc.middleware import chain
@@ -361,6 +362,7 @@ def run_server(cfg: Config) -> int:
     stderr saying why) or a crashed node (logged with its traceback).
     """
     configure_logging(format=log_format(cfg.logging), level=cfg.logging.level)
+    tune_for_streaming()
     try:
         return trio.run(_main, cfg)
     except KeyboardInterrupt:

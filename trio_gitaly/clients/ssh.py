@@ -169,6 +169,9 @@ def _session(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     address = args.address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
     from trio_gitaly.clients.channel import AddressError, open_channel
+    from trio_gitaly.malloc import tune_for_streaming
+
+    tune_for_streaming()
 
     try:
         token = _token(args.token_file)
