@@ -1,4 +1,4 @@
-"""The allocator tuning applies on this (glibc) machine, and leaves the process working."""
+"""The allocator tuning applies on this (glibc) machine and leaves the process working."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
-from trio_gitaly.malloc import tune_for_streaming
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -20,7 +18,3 @@ def test_glibc_takes_the_thresholds() -> None:
         "sys.exit(0 if ok and len(big) == 64 else 1)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
-
-
-def test_it_is_safe_to_call_twice_in_process() -> None:
-    assert tune_for_streaming() == tune_for_streaming()
