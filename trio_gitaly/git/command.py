@@ -35,6 +35,7 @@ from trio_gitaly.git.process import (
 )
 from trio_gitaly.git.process import (
     base_environment,
+    feed_all,
     with_extra_environment,
 )
 
@@ -171,7 +172,7 @@ class CommandFactory:
             async with trio.open_nursery() as nursery:
                 if stdin is not None:
                     assert process.stdin is not None
-                    nursery.start_soon(_feed, process.stdin, stdin)
+                    nursery.start_soon(feed_all, process.stdin, stdin)
                 assert process.stdout is not None
                 nursery.start_soon(_collect, process.stdout, chunks)
                 # Waiting here, not after stdout's EOF, kills stragglers first: one that
@@ -328,16 +329,6 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     if len(rest.exceptions) == 1:
         return rest.exceptions[0]
     return rest
-
-
-async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
-    try:
-        async with stream:
-            await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        # git exited (or stopped reading) before taking all input; its exit status says
-        # whether that was an error.
-        pass
 
 
 async def _collect(stream: trio.abc.ReceiveStream, chunks: list[bytes | bytearray]) -> None:

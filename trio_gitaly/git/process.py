@@ -113,6 +113,21 @@ def kill_process_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+async def feed_all(stream: trio.abc.SendStream, data: bytes) -> None:
+    """Write `data` to a child's stdin, then close it.
+
+    A child that exits or stops reading first is not an error here: its exit status
+    says whether it needed the rest.
+
+    Cancellation: the stream is closed; part of `data` may have been written.
+    """
+    try:
+        async with stream:
+            await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
 async def deliver_cancel(process: trio.Process) -> None:
     """`deliver_cancel` for `trio.run_process`: kill the whole group at once.
 

@@ -24,6 +24,7 @@ from trio_gitaly.git.process import (
     INHERITED_ENVIRONMENT,
     READ_CHUNK_BYTES,
     REAP_TIMEOUT_S,
+    feed_all,
     kill_process_group,
 )
 from trio_gitaly.goformat import go_strerror
@@ -231,7 +232,7 @@ async def _run_one(
     try:
         # As Gitaly: done when the hook has exited and its output is read to the end.
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_feed, process.stdin, stdin)
+            nursery.start_soon(feed_all, process.stdin, stdin)
             nursery.start_soon(_pump, process.stdout, output.stdout)
             nursery.start_soon(_pump, process.stderr, output.stderr)
             returncode = await process.wait()
@@ -253,15 +254,6 @@ async def _kill(process: trio.Process) -> None:
         for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
                 await trio.aclose_forcefully(stream)
-
-
-async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
-    try:
-        async with stream:
-            await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        # A hook need not read its stdin.
-        pass
 
 
 async def _pump(stream: trio.abc.ReceiveStream, sink: Sink) -> None:

@@ -76,26 +76,24 @@ class ResponseWriter:
 
 
 async def receive_pack_hooks(
-    deps: Dependencies,
-    repository: shared_pb2.Repository,
-    repo_path: str,
-    *,
-    gl_id: str,
-    gl_username: str,
-    protocol: str,
-    remote_ip: str = "",
+    deps: Dependencies, request: Any, repo: Repo, call: ServerCall, *, protocol: str
 ) -> Hooks:
-    """The hooks receive-pack runs for this push, with the pusher's identity.
+    """The hooks receive-pack runs for the push `request` (with its repository, gl_id and
+    gl_username) asks for, naming the pusher as the front end reported them.
 
     Cancellation: raises Cancelled; nothing was changed.
     """
+    repository: shared_pb2.Repository = request.repository
     return await push_hooks(
         deps.hooks,
         deps.git,
         repository_json=json_format.MessageToJson(repository, indent=None),
-        repo_path=repo_path,
+        repo_path=repo.path,
         user=UserDetails(
-            userid=gl_id, username=gl_username, protocol=protocol, remote_ip=remote_ip
+            userid=request.gl_id,
+            username=request.gl_username,
+            protocol=protocol,
+            remote_ip=remote_ip(call),
         ),
     )
 

@@ -55,25 +55,10 @@ class HookService(ServiceBase):
 
         Cancellation: a running custom hook is killed, an API request abandoned.
         """
-        if request is None:
-            raise GitalyError(StatusCode.INTERNAL, "receiving first request: EOF")
-        self._validate(request.repository)
-        changes = await _read_stdin(call)
-        answer = _Answer(call, hook_pb2.PreReceiveHookResponse)
-        try:
-            await self._manager.pre_receive(
-                request.repository,
-                list(request.git_push_options),
-                list(request.environment_variables),
-                changes,
-                answer.output,
-            )
-        except CustomHookExit as exc:
-            await answer.finish(exc.exit_status)
-        except HookError as exc:
-            await answer.finish(1, str(exc))
-        else:
-            await answer.finish(0)
+        await self._receive_hook(
+            request, call, hook_pb2.PreReceiveHookResponse, self._manager.pre_receive,
+            eof="receiving first request: EOF",
+        )  # fmt: skip
 
     async def PostReceiveHook(
         self, request: hook_pb2.PostReceiveHookRequest | None, call: ServerCall
@@ -82,13 +67,27 @@ class HookService(ServiceBase):
 
         Cancellation: as PreReceiveHook.
         """
+        await self._receive_hook(
+            request, call, hook_pb2.PostReceiveHookResponse, self._manager.post_receive, eof="EOF"
+        )
+
+    async def _receive_hook(
+        self,
+        request: hook_pb2.PreReceiveHookRequest | hook_pb2.PostReceiveHookRequest | None,
+        call: ServerCall,
+        response_type: Any,
+        run: Any,
+        *,
+        eof: str,
+    ) -> None:
+        """pre- and post-receive: read the changes, run the hook, answer its exit status."""
         if request is None:
-            raise GitalyError(StatusCode.INTERNAL, "EOF")
+            raise GitalyError(StatusCode.INTERNAL, eof)
         self._validate(request.repository)
         changes = await _read_stdin(call)
-        answer = _Answer(call, hook_pb2.PostReceiveHookResponse)
+        answer = _Answer(call, response_type)
         try:
-            await self._manager.post_receive(
+            await run(
                 request.repository,
                 list(request.git_push_options),
                 list(request.environment_variables),

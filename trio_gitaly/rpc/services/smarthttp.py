@@ -13,7 +13,6 @@ from trio_gitaly.rpc.pack_streams import (
     RequestBytes,
     ResponseWriter,
     receive_pack_hooks,
-    remote_ip,
     target,
 )
 from trio_gitaly.rpc.repo import open_repo
@@ -45,15 +44,7 @@ class SmartHTTPService(ServiceBase):
         if request.data:
             raise invalid_argument("non-empty Data")
         repo = open_repo(self._deps.locator, request.repository)
-        hooks = await receive_pack_hooks(
-            self._deps,
-            request.repository,
-            repo.path,
-            gl_id=request.gl_id,
-            gl_username=request.gl_username,
-            protocol="http",
-            remote_ip=remote_ip(call),
-        )
+        hooks = await receive_pack_hooks(self._deps, request, repo, call, protocol="http")
         out = ResponseWriter(call, smarthttp_pb2.PostReceivePackResponse)
         outcome = await receive_pack(
             self._deps.git,

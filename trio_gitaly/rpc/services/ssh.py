@@ -18,7 +18,6 @@ from trio_gitaly.rpc.pack_streams import (
     RequestBytes,
     ResponseWriter,
     receive_pack_hooks,
-    remote_ip,
     target,
 )
 from trio_gitaly.rpc.repo import Repo, open_repo
@@ -57,15 +56,7 @@ class SSHService(ServiceBase):
         if not request.gl_id:
             raise invalid_argument("empty GlId")
         repo = self._first_request(request, "non-empty data in first request")
-        hooks = await receive_pack_hooks(
-            self._deps,
-            request.repository,
-            repo.path,
-            gl_id=request.gl_id,
-            gl_username=request.gl_username,
-            protocol="ssh",
-            remote_ip=remote_ip(call),
-        )
+        hooks = await receive_pack_hooks(self._deps, request, repo, call, protocol="ssh")
         out = ResponseWriter(call, ssh_pb2.SSHReceivePackResponse)
         outcome = await receive_pack(
             self._deps.git,
