@@ -14,7 +14,6 @@ import sys
 from typing import TYPE_CHECKING, Final, NoReturn
 
 from trio_gitaly import __version__
-from trio_gitaly.clients.ssh import add_parser as add_ssh_parser
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,9 +27,18 @@ EXIT_USAGE: Final = 2
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line `argv` (default: `sys.argv[1:]`) and exit with its status."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if _is_ssh_probe(arguments):
+        # git runs `<GIT_SSH_COMMAND> -G <host>` before every ssh operation to learn
+        # whether its ssh is OpenSSH; answering before any import keeps that cheap.
+        sys.exit(EXIT_OK)
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     sys.exit(args.handler(args))
+
+
+def _is_ssh_probe(arguments: list[str]) -> bool:
+    return arguments[:1] == ["ssh"] and "-G" in arguments[1:]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -55,6 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
     schema = config_commands.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(handler=_print_schema)
+    from trio_gitaly.clients.ssh import add_parser as add_ssh_parser
+
     add_ssh_parser(commands)
     return parser
 

@@ -16,7 +16,7 @@ from typing import Final
 #: Allocations below this come from the heap and are reused (glibc: M_MMAP_THRESHOLD).
 MMAP_THRESHOLD_BYTES: Final = 4 * 1024 * 1024
 #: Freed heap kept for reuse before it goes back to the kernel (glibc: M_TRIM_THRESHOLD).
-TRIM_THRESHOLD_BYTES: Final = 32 * 1024 * 1024
+TRIM_THRESHOLD_BYTES: Final = 8 * 1024 * 1024
 # mallopt's parameter numbers, from glibc's malloc.h.
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_THRESHOLD: Final = -3
