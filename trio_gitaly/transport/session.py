@@ -24,8 +24,10 @@ from trio_gitaly.transport.pktline import BoundaryWatcher
 
 #: Most of git's output relayed at once. git writes a pack in 64 KiB pieces; when the
 #: client is slower than git, the pipe fills and one read takes several, so the pack
-#: travels in fewer messages (each costs the same Python work whatever its size).
-RELAY_CHUNK_BYTES: Final = 1024 * 1024
+#: travels in fewer messages (each costs the same Python work whatever its size). Every
+#: clone in flight holds a few copies of one piece (read, message, frame), so the size
+#: also bounds the server's memory per clone.
+RELAY_CHUNK_BYTES: Final = 256 * 1024
 
 #: Where output goes: awaited once per chunk; returns when the chunk may be reused.
 Sink = Callable[[bytes], Awaitable[None]]
@@ -117,8 +119,8 @@ async def run_session(
 
 
 def _widen_pipe(stream: trio.abc.ReceiveStream) -> None:
-    # Linux pipes hold 64 KiB unless asked; 1 MiB is the unprivileged maximum by default.
-    # A pipe that stays small only means smaller reads.
+    # Linux pipes hold 64 KiB unless asked (up to 1 MiB unprivileged, by default). A pipe
+    # that stays small only means smaller reads.
     fileno = getattr(stream, "fileno", None)
     if fileno is not None:
         with contextlib.suppress(OSError):
