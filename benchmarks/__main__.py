@@ -22,6 +22,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,7 +86,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM's default action ends the process at once: the servers the suites started
+    # (their own sessions) would outlive it. As SystemExit, every `finally` stops its own.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse(argv)
     console = Console(stderr=True, log_path=False)
     # Piped (a log, CI): wide enough that the table's rows stay on one line.

@@ -8,8 +8,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +164,44 @@ def test_list_names_the_suites(tmp_path: Path) -> None:
     for name in ("rpc", "catfile", "startup", "clone", "push", "memory"):
         assert f"{name}:" in done.stdout
     assert "overload (planned)" in done.stdout
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def test_sigterm_stops_the_servers_the_harness_started(tmp_path: Path) -> None:
+    workdir_root = tmp_path / "tmp"
+    workdir_root.mkdir()
+    harness = subprocess.Popen(
+        [
+            sys.executable, "-m", "benchmarks", "--tiny", "--suite", "startup",
+            "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"),
+        ],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(workdir_root)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not _processes_mentioning(f"{workdir_root}/") or harness.poll() is not None:
+            assert harness.poll() is None, "the harness ended before starting a server"
+            assert time.monotonic() < deadline, "no server started"
+            time.sleep(0.05)
+        harness.send_signal(signal.SIGTERM)
+        assert harness.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert _processes_mentioning(f"{workdir_root}/") == []
