@@ -14,15 +14,26 @@ import os
 import re
 import sys
 import tomllib
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect
 
+from trio_gitaly.config_limits import (
+    AdaptiveLimitingConfig,
+    CgroupsConfig,
+    ConcurrencyConfig,
+    PackObjectsLimitingConfig,
+    validate_cgroups,
+    validate_concurrency,
+    validate_pack_objects,
+)
+from trio_gitaly.config_values import ConfigError as ConfigError
 from trio_gitaly.config_values import Duration as Duration
 from trio_gitaly.config_values import ListenAddress as ListenAddress
 from trio_gitaly.config_values import dec_hook as dec_hook
+from trio_gitaly.config_values import duration_field
 from trio_gitaly.config_values import enc_hook as enc_hook
 from trio_gitaly.config_values import schema_hook as schema_hook
 from trio_gitaly.defaults import EMBEDDED_DATA_DIR as EMBEDDED_DATA_DIR
@@ -50,12 +61,6 @@ GITLAB_URL_SCHEMES: Final = ("http", "https", "http+unix")
 
 # Gitaly skips empty addresses (behaviour spec §11), so `listen_addr = ""` means "unset".
 _ADDRESS_KEYS: Final = ("listen_addr", "tls_listen_addr", "prometheus_listen_addr")
-
-
-def _duration_field(default_s: float) -> Any:
-    # A factory, not a plain default: msgspec's schema generator cannot encode a Duration
-    # default, so json_schema() fills these defaults in itself.
-    return msgspec.field(default_factory=lambda: Duration(default_s))
 
 
 class TlsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -108,7 +113,7 @@ class GrpcConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_concurrent_streams: Annotated[int, msgspec.Meta(ge=1, le=MAX_MAX_CONCURRENT_STREAMS)] = (
         DEFAULT_MAX_CONCURRENT_STREAMS
     )
-    tls_handshake_timeout: Duration = _duration_field(DEFAULT_TLS_HANDSHAKE_TIMEOUT_S)
+    tls_handshake_timeout: Duration = duration_field(DEFAULT_TLS_HANDSHAKE_TIMEOUT_S)
 
 
 class GitlabHttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -168,7 +173,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     tls_listen_addr: ListenAddress | None = None
     prometheus_listen_addr: ListenAddress | None = None
     runtime_dir: str = ""
-    graceful_restart_timeout: Duration = _duration_field(DEFAULT_GRACEFUL_RESTART_TIMEOUT_S)
+    graceful_restart_timeout: Duration = duration_field(DEFAULT_GRACEFUL_RESTART_TIMEOUT_S)
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
     storage: tuple[StorageConfig, ...] = ()
     git: GitConfig = msgspec.field(default_factory=GitConfig)
@@ -178,20 +183,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     gitlab: GitlabConfig = msgspec.field(default_factory=GitlabConfig)
     hooks: HooksConfig = msgspec.field(default_factory=HooksConfig)
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
-
-
-@final
-class ConfigError(Exception):
-    """An invalid configuration: `key` is a dotted path such as "storage[1].path"."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        # Always one line: the CLI prints exactly one line per error.
-        self.key = key
-        self.problem = " ".join(problem.splitlines())
-        super().__init__(key, self.problem)
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.problem}"
+    concurrency: tuple[ConcurrencyConfig, ...] = ()
+    pack_objects_limiting: PackObjectsLimitingConfig = msgspec.field(
+        default_factory=PackObjectsLimitingConfig
+    )
+    adaptive_limiting: AdaptiveLimitingConfig = msgspec.field(
+        default_factory=AdaptiveLimitingConfig
+    )
+    cgroups: CgroupsConfig = msgspec.field(default_factory=CgroupsConfig)
 
 
 def load(path: str) -> Config:
@@ -315,6 +314,9 @@ def _validate(cfg: Config) -> Config:
         )
     _validate_tls(cfg)
     _validate_gitlab(cfg.gitlab)
+    validate_concurrency(cfg.concurrency)
+    validate_pack_objects(cfg.pack_objects_limiting)
+    validate_cgroups(cfg.cgroups)
     if cfg.runtime_dir and not os.path.isdir(cfg.runtime_dir):
         raise ConfigError("runtime_dir", f"not an existing directory: {cfg.runtime_dir!r}")
     storages = tuple(

@@ -10,6 +10,8 @@ import ipaddress
 import re
 from typing import Any, Final, final
 
+import msgspec
+
 _UNIT_SECONDS: Final = {
     "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6,
     "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
@@ -21,6 +23,27 @@ _LABEL: Final = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _ADDRESS_PATTERN: Final = r"^(|(\[[0-9A-Fa-f:.]+(%[^\]]+)?\]|[A-Za-z0-9_.-]*):[0-9]{1,5})$"
 _MAX_PORT: Final = 65535
+
+
+@final
+class ConfigError(Exception):
+    """An invalid configuration: `key` is a dotted path such as "storage[1].path"."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        # Always one line: the CLI prints exactly one line per error.
+        self.key = key
+        self.problem = " ".join(problem.splitlines())
+        super().__init__(key, self.problem)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.problem}"
+
+
+def duration_field(default_s: float) -> Any:
+    """A struct field holding a Duration that defaults to `default_s` seconds."""
+    # A factory, not a plain default: msgspec's schema generator cannot encode a Duration
+    # default, so config.json_schema() fills these defaults in itself.
+    return msgspec.field(default_factory=lambda: Duration(default_s))
 
 
 @final
