@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_USAGE
     # Imported here so that `check` and `config schema` start without the serving stack.
-    from trio_gitaly.nursery_tree import run_server
+    from trio_gitaly.foreground import run_server
 
     status: int = run_server(cfg)
     return status
