@@ -23,28 +23,24 @@ import functools
 import logging
 import os
 import socket
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from rich.console import Console
-from rich.table import Table
 
 from trio_gitaly import __version__
-from trio_gitaly.config import Config, log_format
+from trio_gitaly.config import Config
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitSetupError, detect
 from trio_gitaly.hooks.install import HookSetup, install_hooks
 from trio_gitaly.http.app import build_app
-from trio_gitaly.http.gateway import Gateway
+from trio_gitaly.http.gateway import GATEWAY_RPCS, Gateway
 from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
-from trio_gitaly.log import configure as configure_logging
-from trio_gitaly.malloc import tune_for_streaming
+from trio_gitaly.limits.server_limits import ServerLimits, build_limits
 from trio_gitaly.metrics import Metrics
 from trio_gitaly.rpc import listeners as bind
 from trio_gitaly.rpc.middleware import chain
@@ -172,6 +168,7 @@ async def serve(
                 _write_metadata(storage.path)
         factory = CommandFactory(git_binary)
         catfile = CatfileCache(factory, metrics.registry, max_idle=cfg.git.catfile_cache_size)
+        limits = build_limits(cfg, metrics.registry, watchers=())
         deps = Dependencies(
             locator=locator,
             git=factory,
@@ -181,13 +178,18 @@ async def serve(
             hooks=hooks,
             gitlab=cfg.gitlab,
             hooks_config=cfg.hooks,
+            limits=limits,
         )
         # The cache's idle processes belong to its evictor, a worker of the tree.
         workers = [("catfile cache evictor", catfile.run_evictor), *workers]
+        if limits.calibrator is not None:
+            workers.append(("adaptive-limit calibration", limits.calibrator.run))
+        routes = all_routes(deps)
+        _warn_unserved_limits(limits, routes)
         server = GrpcServer(
             cfg.grpc,
-            all_routes(deps),
-            chain(metrics=metrics, auth=cfg.auth),
+            routes,
+            chain(metrics=metrics, auth=cfg.auth, limits=limits),
             on_accept=lambda transport: metrics.connections.labels(transport).inc(),
         )
         running = RunningServer(
@@ -220,7 +222,7 @@ async def serve(
                     if bound.gateway is not None:
                         # What the services use, so that both serve a push the same way.
                         gateway = Gateway(
-                            deps.locator, deps.git, deps.hooks, cfg.gateway.basic_auth
+                            deps.locator, deps.git, deps.hooks, cfg.gateway.basic_auth, limits
                         )
                         await serving.start(
                             _serve_gateway,
@@ -324,6 +326,17 @@ async def _run_workers(
         nursery.cancel_scope.cancel()
 
 
+def _warn_unserved_limits(limits: ServerLimits, routes: Mapping[str, object]) -> None:
+    # The gateway's RPC names count as served: its requests are limited under them.
+    served = set(routes) | set(GATEWAY_RPCS.values())
+    for rpc in limits.per_rpc:
+        if rpc not in served:
+            LOG.warning(
+                "concurrency limit for an RPC this server does not serve",
+                extra={"fields": {"rpc": rpc}},
+            )
+
+
 def _write_metadata(storage_path: str) -> None:
     try:
         ensure_metadata(storage_path)
@@ -353,52 +366,3 @@ def _process_start() -> float:
     except (OSError, ValueError, IndexError):
         return time.time()
     return time.time() - uptime_s + start_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def run_server(cfg: Config) -> int:
-    """Run the server in the foreground until it stops; return the process exit code.
-
-    0 after a graceful stop; 1 after a forced stop, a start-up failure (one line on
-    stderr saying why) or a crashed node (logged with its traceback).
-    """
-    configure_logging(format=log_format(cfg.logging), level=cfg.logging.level)
-    tune_for_streaming()
-    try:
-        return trio.run(_main, cfg)
-    except KeyboardInterrupt:
-        return 1
-    except BaseException as exc:  # the process boundary: log it, then exit 1
-        LOG.error("unclean trio-gitaly shutdown", exc_info=exc)
-        print(f"trio-gitaly: unclean shutdown: {_first_error(exc)}", file=sys.stderr)
-        return 1
-
-
-async def _main(cfg: Config) -> int:
-    try:
-        async with trio.open_nursery() as nursery:
-            running: RunningServer = await nursery.start(
-                functools.partial(serve, cfg, handle_signals=True)
-            )
-            _announce(running)
-    except BaseExceptionGroup as group:
-        startup, _ = group.split(StartupError)
-        if startup is None:
-            raise
-        print(f"trio-gitaly: {_first_error(startup)}", file=sys.stderr)
-        return 1
-    return running.exit_code
-
-
-def _first_error(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _announce(running: RunningServer) -> None:
-    """Tell the person who started the server where it listens (stdout, not the log)."""
-    table = Table(title=f"trio-gitaly {__version__} is serving", show_header=False, box=None)
-    for kind, addresses in running.addresses.items():
-        for address in addresses:
-            table.add_row(f"[bold]{kind}[/bold]", address)
-    Console(highlight=False).print(table)

@@ -14,6 +14,11 @@ Who pushes: with `[gateway.basic_auth]` on, GL_ID is "username-<user>" and GL_US
 the user (GitLab's username form of a GL_ID); with it off, every request is anonymous:
 GL_ID `ANONYMOUS_GL_ID` and no GL_USERNAME. The hooks' repository has no gl_repository
 or gl_project_path: the gateway does not know GitLab's project for a path.
+
+Limits apply as if GitLab's Workhorse had made the RPCs it makes for each request
+(`GATEWAY_RPCS`), so one `[[concurrency]]` entry bounds both ways in; upload-pack also
+takes a pack-objects slot for the client's IP. A refused request gets 429 and Gitaly's
+message.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import trio
 from google.protobuf import json_format
@@ -38,6 +44,7 @@ from trio_gitaly.hooks.install import HookSetup
 from trio_gitaly.hooks.payload import UserDetails
 from trio_gitaly.http.app import Receive, Scope, Send, lifespan
 from trio_gitaly.http.gateway_io import Headers, RequestBody, ResponseBody, send_text
+from trio_gitaly.limits.server_limits import ServerLimits
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 from trio_gitaly.rpc.repo import Repo, open_repo
 from trio_gitaly.storage.locator import Locator
@@ -66,6 +73,13 @@ _INFO_REFS: Final = "/info/refs"
 _SERVICES: Final[dict[str, Service]] = {
     "git-upload-pack": "upload-pack",
     "git-receive-pack": "receive-pack",
+}
+#: The RPC whose `[[concurrency]]` limit a gateway request is under, by (action, service).
+GATEWAY_RPCS: Final[dict[tuple[str, Service], str]] = {
+    ("info/refs", "upload-pack"): "/gitaly.SmartHTTPService/InfoRefsUploadPack",
+    ("info/refs", "receive-pack"): "/gitaly.SmartHTTPService/InfoRefsReceivePack",
+    ("upload-pack", "upload-pack"): "/gitaly.SmartHTTPService/PostUploadPackWithSidechannel",
+    ("receive-pack", "receive-pack"): "/gitaly.SmartHTTPService/PostReceivePack",
 }
 # What git http-backend inflates; anything else is refused.
 _ENCODINGS: Final = ("", "gzip", "x-gzip")
@@ -125,12 +139,18 @@ class Gateway:
     """The ASGI application of the gateway listener."""
 
     def __init__(
-        self, locator: Locator, git: CommandFactory, hooks: HookSetup, auth: GatewayBasicAuth
+        self,
+        locator: Locator,
+        git: CommandFactory,
+        hooks: HookSetup,
+        auth: GatewayBasicAuth,
+        limits: ServerLimits,
     ) -> None:
         self._locator = locator
         self._git = git
         self._hooks = hooks
         self._auth = auth
+        self._limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request. Cancellation (only at server stop): git is killed."""
@@ -140,6 +160,7 @@ class Gateway:
         if scope["type"] != "http":
             return
         start = time.perf_counter()
+        fields: dict[str, Any] = {"method": scope["method"], "path": scope["path"]}
         try:
             request = self._accept(scope)
         except _Refusal as refusal:
@@ -147,15 +168,11 @@ class Gateway:
             status = refusal.status
         else:
             if request.action == "info/refs":
-                status = await self._advertise(request, receive, send)
+                status = await self._advertise(request, receive, send, fields)
             else:
-                status = await self._post(request, scope, receive, send)
-        fields = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,  # 499: the client went away
-            "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-        }
+                status = await self._post(request, scope, receive, send, fields)
+        fields["status"] = status  # 499: the client went away
+        fields["duration_ms"] = round((time.perf_counter() - start) * 1000, 3)
         LOG.info("gateway request", extra={"fields": fields})
 
     def _accept(self, scope: Scope) -> _Request:
@@ -199,33 +216,44 @@ class Gateway:
         target = Target(repo.path, repo.env(), git_protocol=headers.get("git-protocol", ""))
         return _Request(route.action, repository, repo, service, target, user, headers)
 
-    async def _advertise(self, request: _Request, receive: Receive, send: Send) -> int:
+    async def _advertise(
+        self, request: _Request, receive: Receive, send: Send, fields: dict[str, Any]
+    ) -> int:
         body = RequestBody(receive, gzip=False)
         body.release()  # a GET has no body to give git
         service = request.service
         response = ResponseBody(send, f"application/x-git-{service}-advertisement")
 
         async def run() -> Outcome | None:
-            await advertise_refs(self._git, request.target, service, response.write)
+            async with self._rpc_slot(request, fields):
+                await advertise_refs(self._git, request.target, service, response.write)
             return None
 
         return await _exchange(send, body, response, run, what=f"{service} advertisement")
 
-    async def _post(self, request: _Request, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _post(
+        self, request: _Request, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
+    ) -> int:
         body = RequestBody(receive, gzip=bool(request.headers.get("content-encoding")))
         service = request.service
         response = ResponseBody(send, f"application/x-git-{service}-result")
+        client = scope["client"][0] if scope.get("client") else ""
 
         async def run() -> Outcome | None:
-            if service == "upload-pack":
-                return await upload_pack(
-                    self._git,
-                    request.target,
-                    stdin=body,
-                    stdout=response.write,
-                    stderr=None,
-                    stateless=True,
-                )
+            async with self._rpc_slot(request, fields):
+                if service == "upload-pack":
+                    async with self._limits.pack_objects_slot(client, fields):
+                        return await upload_pack(
+                            self._git,
+                            request.target,
+                            stdin=body,
+                            stdout=response.write,
+                            stderr=None,
+                            stateless=True,
+                        )
+                return await push()
+
+        async def push() -> Outcome:
             user = request.user
             hooks = await push_hooks(
                 self._hooks,
@@ -236,7 +264,7 @@ class Gateway:
                     userid=USERNAME_GL_ID_PREFIX + user if user else ANONYMOUS_GL_ID,
                     username=user,
                     protocol=HOOKS_PROTOCOL,
-                    remote_ip=scope["client"][0] if scope.get("client") else "",
+                    remote_ip=client,
                 ),
             )
             return await receive_pack(
@@ -250,6 +278,12 @@ class Gateway:
             )
 
         return await _exchange(send, body, response, run, what=service)
+
+    def _rpc_slot(
+        self, request: _Request, fields: dict[str, Any]
+    ) -> AbstractAsyncContextManager[None]:
+        rpc = GATEWAY_RPCS[request.action, request.service]
+        return self._limits.rpc_slot(rpc, request.repository.relative_path, fields)
 
     def _authenticate(self, authorization: str) -> str | None:
         """The user name ("" when auth is off), or None if the credentials do not match."""
@@ -314,13 +348,17 @@ async def _exchange(
         if error is not None or (outcome is not None and outcome.returncode != 0):
             _log_failure(what, error, outcome, response)
             if not response.started:
-                status = 400 if error and error.code == StatusCode.INVALID_ARGUMENT else 500
+                status = _HTTP_STATUS.get(error.code, 500) if error else 500
                 message = error.message if error else f"git {what} failed"
                 await send_text(send, status, f"{message}\n")
         if status == 200:
             await response.finish()
         nursery.cancel_scope.cancel()
     return status
+
+
+# What an error before any output answers; anything else is 500.
+_HTTP_STATUS: Final = {StatusCode.INVALID_ARGUMENT: 400, StatusCode.RESOURCE_EXHAUSTED: 429}
 
 
 def _log_failure(

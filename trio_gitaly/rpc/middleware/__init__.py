@@ -2,9 +2,8 @@
 
 correlation id (every later line, including the access log, must carry it) → metrics
 → access log (it reports the final code, so it sits outside the handler's errors) →
-auth (after logging, so rejected calls are logged and counted) → limits (added by the
-limits issue; after auth so that queued v2 tokens cannot expire while waiting, and so an
-unauthenticated client cannot take queue slots) → handler.
+auth (after logging, so rejected calls are logged and counted) → limits (after auth, so
+that an unauthenticated client cannot take queue slots) → handler.
 """
 
 from __future__ import annotations
@@ -12,14 +11,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from trio_gitaly.config import AuthConfig
+from trio_gitaly.limits.server_limits import ServerLimits
 from trio_gitaly.metrics import Metrics
 from trio_gitaly.rpc.call import Middleware
 from trio_gitaly.rpc.middleware.access_log import access_log
 from trio_gitaly.rpc.middleware.auth import authenticate
 from trio_gitaly.rpc.middleware.correlation import correlate
+from trio_gitaly.rpc.middleware.limits import limit_concurrency
 from trio_gitaly.rpc.middleware.metrics import measure
 
 
-def chain(*, metrics: Metrics, auth: AuthConfig) -> Sequence[Middleware]:
+def chain(
+    *,
+    metrics: Metrics,
+    auth: AuthConfig,
+    limits: ServerLimits | None = None,
+) -> Sequence[Middleware]:
     """The middleware every gRPC listener runs, outermost first."""
-    return (correlate, measure(metrics), access_log, authenticate(auth, metrics))
+    middleware = [correlate, measure(metrics), access_log, authenticate(auth, metrics)]
+    if limits is not None and limits.per_rpc:
+        middleware.append(limit_concurrency(limits))
+    return tuple(middleware)

@@ -14,6 +14,7 @@ from trio_gitaly.git.command import CommandFactory
 from trio_gitaly.git.version import GitBinary
 from trio_gitaly.hooks.install import HookSetup
 from trio_gitaly.lifecycle import Lifecycle
+from trio_gitaly.limits.server_limits import ServerLimits
 from trio_gitaly.rpc.registry import Route, merge, routes
 from trio_gitaly.storage.locator import Locator
 
@@ -32,6 +33,8 @@ class Dependencies:
     # GitLab's internal API and the server-wide custom hooks, for HookService.
     gitlab: GitlabConfig
     hooks_config: HooksConfig
+    # The pack-objects limiter bounds upload-pack sessions (per-RPC limits are middleware).
+    limits: ServerLimits
 
 
 class ServiceBase:

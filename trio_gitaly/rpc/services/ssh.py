@@ -18,6 +18,7 @@ from trio_gitaly.rpc.pack_streams import (
     RequestBytes,
     ResponseWriter,
     receive_pack_hooks,
+    remote_ip,
     target,
 )
 from trio_gitaly.rpc.repo import Repo, open_repo
@@ -39,14 +40,15 @@ class SSHService(ServiceBase):
         """A clone or fetch; stdin after the first message, stdout/stderr back."""
         repo = self._first_request(request, "non-empty stdin in first request")
         out = ResponseWriter(call, ssh_pb2.SSHUploadPackResponse)
-        outcome = await upload_pack(
-            self._deps.git,
-            target(repo, request),
-            stdin=RequestBytes(call, "stdin"),
-            stdout=out.sink("stdout"),
-            stderr=out.sink("stderr"),
-            stateless=False,
-        )
+        async with self._deps.limits.pack_objects_slot(remote_ip(call), call.fields):
+            outcome = await upload_pack(
+                self._deps.git,
+                target(repo, request),
+                stdin=RequestBytes(call, "stdin"),
+                stdout=out.sink("stdout"),
+                stderr=out.sink("stderr"),
+                stateless=False,
+            )
         await _finish(out, ssh_pb2.SSHUploadPackResponse, "upload-pack", outcome)
 
     async def SSHReceivePack(

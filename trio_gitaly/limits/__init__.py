@@ -1,0 +1,1 @@
+"""Load limits: concurrency and rate limiters, adaptive limits, and cgroups."""
