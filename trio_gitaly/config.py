@@ -25,6 +25,7 @@ from trio_gitaly.config_limits import (
     CgroupsConfig,
     ConcurrencyConfig,
     PackObjectsLimitingConfig,
+    validate_adaptive_limiting,
     validate_cgroups,
     validate_concurrency,
     validate_pack_objects,
@@ -316,6 +317,7 @@ def _validate(cfg: Config) -> Config:
     _validate_gitlab(cfg.gitlab)
     validate_concurrency(cfg.concurrency)
     validate_pack_objects(cfg.pack_objects_limiting)
+    validate_adaptive_limiting(cfg.adaptive_limiting)
     validate_cgroups(cfg.cgroups)
     if cfg.runtime_dir and not os.path.isdir(cfg.runtime_dir):
         raise ConfigError("runtime_dir", f"not an existing directory: {cfg.runtime_dir!r}")

@@ -144,6 +144,15 @@ def validate_pack_objects(section: PackObjectsLimitingConfig) -> None:
         )
 
 
+def validate_adaptive_limiting(section: AdaptiveLimitingConfig) -> None:
+    """Checks msgspec cannot express for `[adaptive_limiting]`."""
+    if section.calibration_interval.seconds < MIN_CALIBRATION_INTERVAL_S:
+        raise ConfigError(
+            "adaptive_limiting.calibration_interval",
+            f"must be at least {MIN_CALIBRATION_INTERVAL_S:g}s",
+        )
+
+
 def validate_cgroups(section: CgroupsConfig) -> None:
     """Checks msgspec cannot express for `[cgroups]`: children within their parent."""
     repos = section.repositories

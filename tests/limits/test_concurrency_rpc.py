@@ -229,3 +229,38 @@ async def test_pack_objects_limit_is_per_client_ip_and_spares_loopback(
         registry.get_sample_value("gitaly_pack_objects_dropped_total", {"reason": "max_size"}) == 1
     )
     assert registry.get_sample_value("gitaly_pack_objects_in_progress") == 0
+
+
+async def test_adaptive_limit_climbs_to_its_maximum_and_admits_waiters(
+    nursery: trio.Nursery, config: Config, connect: Callable[..., Client]
+) -> None:
+    entry = ConcurrencyConfig(
+        rpc=UPLOAD_PACK, adaptive=True, initial_limit=1, min_limit=1, max_limit=3
+    )
+    interval = msgspec.structs.replace(config.adaptive_limiting, calibration_interval=Duration(0.2))
+    running = await start(
+        nursery,
+        msgspec.structs.replace(config, concurrency=(entry,), adaptive_limiting=interval),
+    )
+    client = tcp(running, connect)
+    registry = running.metrics.registry
+    name = f"perRPC{UPLOAD_PACK}"
+
+    def current() -> float:
+        value = registry.get_sample_value(
+            "gitaly_concurrency_limiting_current_limit", {"limit": name}
+        )
+        return 0.0 if value is None else value
+
+    calls = [HeldCall(client, "a.git") for _ in range(3)]
+    # Without cgroups no watcher reports pressure: +1 per round, up to the maximum, and
+    # the calls that waited get in as the limit grows, without any of them ending.
+    for call in calls:
+        await call.wait_admitted()
+    with trio.fail_after(10):
+        while current() < 3:
+            await trio.sleep(0.05)
+    await trio.sleep(0.5)  # more rounds: it stays at the maximum
+    assert current() == 3
+    await release_all(*calls)
+    assert all(call.error is None for call in calls)
