@@ -158,6 +158,24 @@ def test_check_storage_that_is_a_file(tmp_path: Path) -> None:
     assert result.stderr.startswith("trio-gitaly: config error: storage[0].path: not a directory")
 
 
+@pytest.mark.parametrize(
+    ("cgroups", "line"),
+    [("", "cgroups: off (cgroups.repositories.count = 0)"),
+     ('[cgroups]\nmountpoint = "@TMP@/no-cgroup"\n[cgroups.repositories]\ncount = 2\n',
+      "cgroups: unavailable: @TMP@/no-cgroup does not exist or is not a directory; "
+      "the server runs without cgroups")],
+    ids=["off", "unavailable"],
+)  # fmt: skip
+def test_check_reports_cgroups(tmp_path: Path, cgroups: str, line: str) -> None:
+    git = fake_git(tmp_path / "bin", 'echo "git version 2.45.1"')
+    text = GOOD + f'[git]\nbin_path = "{git}"\n' + cgroups
+    result = run_cli(tmp_path, "check", "--config", write_config(tmp_path, text))
+    # Unusable cgroups do not fail the check: the server runs without them.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert line.replace("@TMP@", str(tmp_path)) in result.stdout.splitlines()
+    assert not (tmp_path / "no-cgroup").exists()
+
+
 def test_config_schema_matches_file(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "config", "schema")
     assert result.returncode == 0, result.stderr

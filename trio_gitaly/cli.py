@@ -104,6 +104,8 @@ def _check(args: argparse.Namespace) -> int:
     from rich.console import Console  # rich costs ~50 ms of startup
     from rich.table import Table
 
+    from trio_gitaly.limits.cgroups import probe as cgroups_probe
+
     cfg = _load(args)
     if cfg is None:
         return EXIT_USAGE
@@ -120,6 +122,8 @@ def _check(args: argparse.Namespace) -> int:
         console.width = 10_000
     console.print(table)
     console.print(git_line, markup=False)
+    # Unusable cgroups do not fail the check: the server runs without them, as Gitaly does.
+    console.print(f"cgroups: {cgroups_probe(cfg.cgroups)}", markup=False)
     return EXIT_OK if all_ok and git_ok else EXIT_USAGE
 
 

@@ -40,7 +40,9 @@ from trio_gitaly.http.app import build_app
 from trio_gitaly.http.gateway import GATEWAY_RPCS, Gateway
 from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
+from trio_gitaly.limits.cgroups import cgroup_manager, prune_stale_groups
 from trio_gitaly.limits.server_limits import ServerLimits, build_limits
+from trio_gitaly.limits.watchers import watchers
 from trio_gitaly.metrics import Metrics
 from trio_gitaly.rpc import listeners as bind
 from trio_gitaly.rpc.middleware import chain
@@ -166,9 +168,13 @@ async def serve(
             locator = Locator([Storage(s.name, s.path) for s in cfg.storage])
             for storage in locator.storages:
                 _write_metadata(storage.path)
-        factory = CommandFactory(git_binary)
+        # Left (and removed) after the tree, so after every git process it placed is gone.
+        cgroups = runtime.enter_context(
+            cgroup_manager(cfg.cgroups, [(s.name, s.path) for s in cfg.storage], metrics.registry)
+        )
+        factory = CommandFactory(git_binary, placer=cgroups)
         catfile = CatfileCache(factory, metrics.registry, max_idle=cfg.git.catfile_cache_size)
-        limits = build_limits(cfg, metrics.registry, watchers=())
+        limits = build_limits(cfg, metrics.registry, watchers(cfg.adaptive_limiting, cgroups.stats))
         deps = Dependencies(
             locator=locator,
             git=factory,
@@ -182,6 +188,8 @@ async def serve(
         )
         # The cache's idle processes belong to its evictor, a worker of the tree.
         workers = [("catfile cache evictor", catfile.run_evictor), *workers]
+        if cgroups.ready:
+            workers.append(("cgroup pruner", functools.partial(prune_stale_groups, cfg.cgroups)))
         if limits.calibrator is not None:
             workers.append(("adaptive-limit calibration", limits.calibrator.run))
         routes = all_routes(deps)

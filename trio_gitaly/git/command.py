@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -53,6 +53,7 @@ __all__ = [
     "GitCommandError",
     "GitProcess",
     "GitResult",
+    "Placer",
 ]
 
 # The stderr line in a GitCommandError message: a line, not a dump.
@@ -100,15 +101,29 @@ class GitCommandError(GitalyError):
         self.stderr = stderr
 
 
+class Placer(Protocol):
+    """Puts a just-started git process somewhere (the cgroups manager does).
+
+    Called on the Trio thread right after each spawn, before any checkpoint: it must be
+    quick and synchronous, and must not raise.
+    """
+
+    def place(self, pid: int, *, repo_path: str | None, argv: Sequence[str]) -> str | None:
+        """Place process `pid`, started with `argv` for `repo_path`; say where, if anywhere."""
+        ...
+
+
 class CommandFactory:
     """Builds and runs git commands with one binary, environment and global config.
 
     The environment is taken from ours once, at construction (Gitaly reads it at startup).
+    With a `placer`, every process it starts is handed to `placer.place` at once.
     """
 
-    def __init__(self, binary: GitBinary) -> None:
+    def __init__(self, binary: GitBinary, *, placer: Placer | None = None) -> None:
         self.binary = binary
         self._environment = base_environment()
+        self._placer = placer
 
     def argv(
         self,
@@ -225,6 +240,8 @@ class CommandFactory:
             )
         except OSError as exc:
             raise internal(f"cannot start git {cmd.name}: {exc.strerror}", argv=argv) from exc
+        if self._placer is not None:
+            self._placer.place(process.pid, repo_path=repo_path, argv=argv)
         return GitProcess(process, argv)
 
     @asynccontextmanager
@@ -289,7 +306,9 @@ class CommandFactory:
         except OSError as exc:
             raise internal(f"cannot start git {cmd.name}: {exc.strerror}", argv=argv) from exc
         # No checkpoint between here and the `try`: a cancellation delivered in between
-        # would leak the process.
+        # would leak the process. (`place` is synchronous and does not raise.)
+        if self._placer is not None:
+            self._placer.place(process.pid, repo_path=repo_path, argv=argv)
         git = GitProcess(process, argv)
         error: BaseException | None = None
         try:

@@ -11,7 +11,12 @@ from typing import Final
 
 import trio
 
-from trio_gitaly.limits.adaptive import BackoffEvent
+from trio_gitaly.config_limits import (
+    DEFAULT_CPU_THROTTLED_THRESHOLD,
+    DEFAULT_MEMORY_THRESHOLD,
+    AdaptiveLimitingConfig,
+)
+from trio_gitaly.limits.adaptive import BackoffEvent, Watcher
 from trio_gitaly.limits.cgroups import ParentStats
 
 CPU_WATCHER: Final = "CgroupCpu"
@@ -99,3 +104,11 @@ class CgroupMemoryWatcher:
                     },
                 )
         return BackoffEvent(self.name, False)
+
+
+def watchers(config: AdaptiveLimitingConfig, stats: StatsSource) -> list[Watcher]:
+    """The server's watchers on its cgroup's `stats`; a threshold of 0 means Gitaly's default."""
+    return [
+        CgroupCpuWatcher(stats, config.cpu_throttled_threshold or DEFAULT_CPU_THROTTLED_THRESHOLD),
+        CgroupMemoryWatcher(stats, config.memory_threshold or DEFAULT_MEMORY_THRESHOLD),
+    ]
