@@ -170,11 +170,15 @@ def trio_gitaly(
     *,
     log_level: str = "info",
     gateway_port: int | None = None,
+    metrics_port: int | None = None,
+    extra_config: str = "",
 ) -> Iterator[ServerProcess]:
     """The real server; `repositories` maps relative path (in storage "default") to a git dir.
 
     A symlink's target need not exist yet (a suite may create it later, e.g. an empty
-    repository to push into). `gateway_port`: serve the HTTP gateway on that loopback port.
+    repository to push into). `gateway_port`: serve the HTTP gateway on that loopback port;
+    `metrics_port`: serve /metrics there (prometheus_listen_addr); `extra_config`: TOML
+    tables appended to the config (`[[concurrency]]` ...).
     """
     base = os.path.join(workdir, "tg")
     storage = os.path.join(base, "storage")
@@ -185,11 +189,12 @@ def trio_gitaly(
         os.makedirs(os.path.dirname(link), exist_ok=True)
         os.symlink(target, link)
     config = os.path.join(base, "config.toml")
+    metrics = "" if metrics_port is None else f"127.0.0.1:{metrics_port}"
     with open(config, "w", encoding="utf-8") as out:
         out.write(
             f"""socket_path = "{base}/gitaly.socket"
 listen_addr = "127.0.0.1:0"
-prometheus_listen_addr = ""
+prometheus_listen_addr = "{metrics}"
 runtime_dir = "{runtime}"
 graceful_restart_timeout = "5s"
 
@@ -204,6 +209,7 @@ level = "{log_level}"
         )
         if gateway_port is not None:
             out.write(f'\n[gateway]\nlisten_addr = "127.0.0.1:{gateway_port}"\n')
+        out.write(extra_config)
     with server_process(
         "trio-gitaly", python_argv("-m", "trio_gitaly", "run", "--config", config), workdir
     ) as server:

@@ -158,12 +158,45 @@ def test_tiny_transfer_suites_clone_push_and_watch_memory(tmp_path: Path) -> Non
     assert " MB |" in markdown  # a difference, shown in its unit
 
 
+def test_tiny_overload_refuses_the_excess_and_completes_the_admitted(tmp_path: Path) -> None:
+    done = run_harness(tmp_path, "--suite", "overload", "--rounds", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run: dict[str, Any] = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert [(s["name"], s["status"]) for s in run["suites"]] == [("overload", "ok")]
+    check_metrics(run)
+    metrics = {metric["id"]: metric for metric in run["metrics"]}
+    assert len(metrics) == len(run["metrics"]), "metric ids are unique"
+    for key in metrics:
+        assert metrics[key]["status"] == "ok", (key, metrics[key]["note"])
+
+    refusal = metrics["overload/tiny/grpc/refusal_max_ms"]
+    assert (refusal["ratio"], refusal["unit"]) == ("candidate-baseline", "ms")
+    assert refusal["target"] == {"op": "<=", "value": 100.0}
+    assert refusal["baseline_values"] == [0.0]
+    # Admitted streams hold their slots: exactly limit + queue (2 + 1) get in, 17 are refused.
+    completed = metrics["overload/tiny/grpc/completed"]
+    assert (completed["baseline_values"], completed["candidate_values"]) == ([3], [3])
+    assert metrics["overload/tiny/grpc/refused"]["candidate_values"] == [17]
+    assert metrics["overload/tiny/ssh/completed"]["target"] == {"op": ">=", "value": 1.0}
+    assert metrics["overload/tiny/ssh/completed"]["summary"]["met"] is True
+    dropped = metrics["overload/tiny/metrics/dropped"]
+    assert dropped["candidate_values"] == dropped["baseline_values"], "/metrics counts them all"
+
+    bursts = {s["variant"]: s for s in run["samples"] if s["kind"] == "burst"}
+    assert bursts.keys() == {"grpc", "ssh"}
+    assert not bursts["grpc"]["errors"] and not bursts["ssh"]["errors"]
+    assert len(bursts["grpc"]["server_refused_ms"]) == 17, "the access log shows each refusal"
+    assert len(bursts["ssh"]["refused_ms"]) + len(bursts["ssh"]["admitted_ms"]) == 20
+    for sample in bursts.values():
+        assert sample["metrics_after"]["in_progress"] == sample["metrics_after"]["queued"] == 0
+
+
 def test_list_names_the_suites(tmp_path: Path) -> None:
     done = run_harness(tmp_path, "--list")
     assert done.returncode == 0, done.stderr
-    for name in ("rpc", "catfile", "startup", "clone", "push", "memory"):
+    for name in ("rpc", "catfile", "startup", "clone", "push", "memory", "overload"):
         assert f"{name}:" in done.stdout
-    assert "overload (planned)" in done.stdout
+    assert "(planned)" not in done.stdout
 
 
 def _processes_mentioning(text: str) -> list[int]:
