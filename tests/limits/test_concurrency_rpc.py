@@ -15,7 +15,7 @@ import msgspec
 import pytest
 import trio
 
-from tests.helpers import Client, error_detail
+from tests.helpers import Client, error_detail, repository
 from tests.limits.held_calls import HeldCall, gauge
 from tests.repos import rich_repository
 from trio_gitaly.config import Config
@@ -23,7 +23,7 @@ from trio_gitaly.config_limits import ConcurrencyConfig, PackObjectsLimitingConf
 from trio_gitaly.config_values import Duration
 from trio_gitaly.limits.limiter import MAX_QUEUE_SIZE_MESSAGE, MAX_QUEUE_TIME_MESSAGE
 from trio_gitaly.nursery_tree import RunningServer, serve
-from trio_gitaly.rpc.gen.gitaly import errors_pb2
+from trio_gitaly.rpc.gen.gitaly import commit_pb2, errors_pb2, repository_pb2
 
 UPLOAD_PACK = "/gitaly.SSHService/SSHUploadPack"
 REMOTE = [("remote_ip", "203.0.113.9")]
@@ -264,3 +264,45 @@ async def test_adaptive_limit_climbs_to_its_maximum_and_admits_waiters(
     assert current() == 3
     await release_all(*calls)
     assert all(call.error is None for call in calls)
+
+
+async def test_unary_calls_run_inside_their_slot_and_unlimited_ones_are_untouched(
+    nursery: trio.Nursery,
+    config: Config,
+    connect: Callable[..., Client],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = ConcurrencyConfig(rpc="/gitaly.CommitService/FindCommit", max_per_repo=1)
+    running = await start(nursery, msgspec.structs.replace(config, concurrency=(entry,)))
+    client = tcp(running, connect)
+    repo = repository("a.git")
+    with caplog.at_level(logging.INFO, logger="trio_gitaly.grpc"):
+        for _ in range(3):  # one after another: each gets the single slot
+            found = await client.unary(
+                "/gitaly.CommitService/FindCommit",
+                commit_pb2.FindCommitRequest(repository=repo, revision=b"HEAD"),
+                commit_pb2.FindCommitResponse,
+            )
+            assert found.commit.id
+        await client.unary(
+            "/gitaly.RepositoryService/RepositoryExists",
+            repository_pb2.RepositoryExistsRequest(repository=repo),
+            repository_pb2.RepositoryExistsResponse,
+        )
+    fields = [r.__dict__["fields"] for r in caplog.records if r.name == "trio_gitaly.grpc"]
+    limited_lines = [f for f in fields if f["grpc.method"] == "FindCommit"]
+    assert len(limited_lines) == 3
+    assert all(f["limit.limiting_key"] == "a.git" for f in limited_lines)
+    [other] = [f for f in fields if f["grpc.method"] == "RepositoryExists"]
+    assert not any(key.startswith("limit.") for key in other)
+    labels = {
+        "system": "gitaly",
+        "grpc_service": "gitaly.CommitService",
+        "grpc_method": "FindCommit",
+    }
+    registry = running.metrics.registry
+    assert (
+        registry.get_sample_value("gitaly_concurrency_limiting_acquiring_seconds_count", labels)
+        == 3
+    )
+    assert registry.get_sample_value("gitaly_concurrency_limiting_in_progress", labels) == 0
