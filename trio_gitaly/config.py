@@ -37,6 +37,7 @@ from trio_gitaly.config_values import dec_hook as dec_hook
 from trio_gitaly.config_values import duration_field
 from trio_gitaly.config_values import enc_hook as enc_hook
 from trio_gitaly.config_values import schema_hook as schema_hook
+from trio_gitaly.config_workers import DailyMaintenanceConfig, validate_daily_maintenance
 from trio_gitaly.defaults import EMBEDDED_DATA_DIR as EMBEDDED_DATA_DIR
 from trio_gitaly.defaults import EMBEDDED_GATEWAY_LISTEN_ADDR as EMBEDDED_GATEWAY_LISTEN_ADDR
 from trio_gitaly.defaults import EMBEDDED_LISTEN_ADDR as EMBEDDED_LISTEN_ADDR
@@ -192,6 +193,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         default_factory=AdaptiveLimitingConfig
     )
     cgroups: CgroupsConfig = msgspec.field(default_factory=CgroupsConfig)
+    daily_maintenance: DailyMaintenanceConfig = msgspec.field(
+        default_factory=DailyMaintenanceConfig
+    )
 
 
 def load(path: str) -> Config:
@@ -319,6 +323,7 @@ def _validate(cfg: Config) -> Config:
     validate_pack_objects(cfg.pack_objects_limiting)
     validate_adaptive_limiting(cfg.adaptive_limiting)
     validate_cgroups(cfg.cgroups)
+    validate_daily_maintenance(cfg.daily_maintenance, [s.name for s in cfg.storage])
     if cfg.runtime_dir and not os.path.isdir(cfg.runtime_dir):
         raise ConfigError("runtime_dir", f"not an existing directory: {cfg.runtime_dir!r}")
     storages = tuple(
