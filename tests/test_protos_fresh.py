@@ -93,6 +93,22 @@ def test_create_repository_request() -> None:
     assert fields["object_format"].enum_type.full_name == "gitaly.ObjectFormat"
 
 
+def test_optimize_repository_request() -> None:
+    message = repository_pb2.OptimizeRepositoryRequest
+    fields = message.DESCRIPTOR.fields_by_name
+    assert {name: f.number for name, f in fields.items()} == {"repository": 1, "strategy": 2}
+    assert _extension(fields["repository"].GetOptions(), lint_pb2.target_repository) is True
+    assert fields["strategy"].enum_type is not None
+    assert fields["strategy"].enum_type.full_name == "gitaly.OptimizeRepositoryRequest.Strategy"
+    assert (message.STRATEGY_UNSPECIFIED, message.STRATEGY_HEURISTICAL, message.STRATEGY_EAGER) == (
+        0,
+        1,
+        2,
+    )
+    prune = repository_pb2.PruneUnreachableObjectsRequest.DESCRIPTOR.fields_by_name
+    assert prune["repository"].number == 1
+
+
 def test_limit_error_retry_after_is_a_duration() -> None:
     field = errors_pb2.LimitError.DESCRIPTOR.fields_by_name["retry_after"]
     assert field.number == 2
@@ -178,6 +194,16 @@ SERVICES = {
                 "gitaly.SearchFilesByNameRequest",
                 "gitaly.SearchFilesByNameResponse",
                 True,
+            ),
+            "OptimizeRepository": (
+                "gitaly.OptimizeRepositoryRequest",
+                "gitaly.OptimizeRepositoryResponse",
+                False,
+            ),
+            "PruneUnreachableObjects": (
+                "gitaly.PruneUnreachableObjectsRequest",
+                "gitaly.PruneUnreachableObjectsResponse",
+                False,
             ),
         },
     ),
@@ -469,6 +495,8 @@ def test_operation_annotations() -> None:
         "FindMergeBase": op.ACCESSOR,
         "CalculateChecksum": op.ACCESSOR,
         "SearchFilesByName": op.ACCESSOR,
+        "OptimizeRepository": op.MAINTENANCE,
+        "PruneUnreachableObjects": op.MAINTENANCE,
     }
     assert lint_pb2.op_type.number == 82303
     assert lint_pb2.intercepted.number == 82302

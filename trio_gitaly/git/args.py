@@ -65,6 +65,7 @@ KNOWN_SUBCOMMANDS: Final = frozenset(
         "pack-refs",
         "patch-id",
         "prune",
+        "prune-packed",
         "range-diff",
         "read-tree",
         "receive-pack",

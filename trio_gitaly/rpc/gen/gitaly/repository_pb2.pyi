@@ -172,3 +172,33 @@ class SearchFilesByNameResponse(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, files: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class OptimizeRepositoryRequest(_message.Message):
+    __slots__ = ("repository", "strategy")
+    class Strategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STRATEGY_UNSPECIFIED: _ClassVar[OptimizeRepositoryRequest.Strategy]
+        STRATEGY_HEURISTICAL: _ClassVar[OptimizeRepositoryRequest.Strategy]
+        STRATEGY_EAGER: _ClassVar[OptimizeRepositoryRequest.Strategy]
+    STRATEGY_UNSPECIFIED: OptimizeRepositoryRequest.Strategy
+    STRATEGY_HEURISTICAL: OptimizeRepositoryRequest.Strategy
+    STRATEGY_EAGER: OptimizeRepositoryRequest.Strategy
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    repository: _shared_pb2.Repository
+    strategy: OptimizeRepositoryRequest.Strategy
+    def __init__(self, repository: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ..., strategy: _Optional[_Union[OptimizeRepositoryRequest.Strategy, str]] = ...) -> None: ...
+
+class OptimizeRepositoryResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PruneUnreachableObjectsRequest(_message.Message):
+    __slots__ = ("repository",)
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    repository: _shared_pb2.Repository
+    def __init__(self, repository: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ...) -> None: ...
+
+class PruneUnreachableObjectsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
