@@ -18,7 +18,9 @@ or gl_project_path: the gateway does not know GitLab's project for a path.
 Limits apply as if GitLab's Workhorse had made the RPCs it makes for each request
 (`GATEWAY_RPCS`), so one `[[concurrency]]` entry bounds both ways in; upload-pack also
 takes a pack-objects slot for the client's IP. A refused request gets 429 and Gitaly's
-message.
+message. A push holds a disk cache lease as PostReceivePack would (storage/diskcache.py).
+Advertisements are not cached here: repositories served this way are also changed on
+disk directly, which no lease sees, and a cached answer would hide that for an hour.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from trio_gitaly.http.gateway_io import Headers, RequestBody, ResponseBody, send
 from trio_gitaly.limits.server_limits import ServerLimits
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 from trio_gitaly.rpc.repo import Repo, open_repo
+from trio_gitaly.storage.diskcache import DiskCache
 from trio_gitaly.storage.locator import Locator
 from trio_gitaly.transport.commands import (
     Service,
@@ -145,8 +148,10 @@ class Gateway:
         hooks: HookSetup,
         auth: GatewayBasicAuth,
         limits: ServerLimits,
+        cache: DiskCache,
     ) -> None:
         self._locator = locator
+        self._cache = cache
         self._git = git
         self._hooks = hooks
         self._auth = auth
@@ -267,15 +272,17 @@ class Gateway:
                     remote_ip=client,
                 ),
             )
-            return await receive_pack(
-                self._git,
-                request.target,
-                hooks,
-                stdin=body,
-                stdout=response.write,
-                stderr=None,
-                stateless=True,
-            )
+            rpc = GATEWAY_RPCS[request.action, service]
+            async with self._cache.leased(request.repository, rpc):
+                return await receive_pack(
+                    self._git,
+                    request.target,
+                    hooks,
+                    stdin=body,
+                    stdout=response.write,
+                    stderr=None,
+                    stateless=True,
+                )
 
         return await _exchange(send, body, response, run, what=service)
 

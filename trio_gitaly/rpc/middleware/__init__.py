@@ -3,7 +3,8 @@
 correlation id (every later line, including the access log, must carry it) → metrics
 → access log (it reports the final code, so it sits outside the handler's errors) →
 auth (after logging, so rejected calls are logged and counted) → limits (after auth, so
-that an unauthenticated client cannot take queue slots) → handler.
+that an unauthenticated client cannot take queue slots) → disk cache invalidation (a
+mutator's lease is held only while it runs, not while it queues) → handler.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from trio_gitaly.metrics import Metrics
 from trio_gitaly.rpc.call import Middleware
 from trio_gitaly.rpc.middleware.access_log import access_log
 from trio_gitaly.rpc.middleware.auth import authenticate
+from trio_gitaly.rpc.middleware.cache_invalidation import invalidate_cache
 from trio_gitaly.rpc.middleware.correlation import correlate
 from trio_gitaly.rpc.middleware.limits import limit_concurrency
 from trio_gitaly.rpc.middleware.metrics import measure
+from trio_gitaly.storage.diskcache import DiskCache
 
 
 def chain(
@@ -26,9 +29,12 @@ def chain(
     metrics: Metrics,
     auth: AuthConfig,
     limits: ServerLimits | None = None,
+    cache: DiskCache | None = None,
 ) -> Sequence[Middleware]:
     """The middleware every gRPC listener runs, outermost first."""
     middleware = [correlate, measure(metrics), access_log, authenticate(auth, metrics)]
     if limits is not None and limits.per_rpc:
         middleware.append(limit_concurrency(limits))
+    if cache is not None:
+        middleware.append(invalidate_cache(cache, metrics.registry))
     return tuple(middleware)

@@ -2,6 +2,8 @@
 
 The ref advertisements and the push; the upload-pack POST travels on a sidechannel
 (PostUploadPackWithSidechannel), which is not served yet, so it answers UNIMPLEMENTED.
+The upload-pack advertisement is served from the disk cache when it may be; pushes end
+its generation through the cache invalidation middleware.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from trio_gitaly.rpc.pack_streams import (
 )
 from trio_gitaly.rpc.repo import open_repo
 from trio_gitaly.rpc.services import ServiceBase
-from trio_gitaly.transport.commands import Service, advertise_refs, receive_pack
+from trio_gitaly.storage.diskcache_keys import CacheKey
+from trio_gitaly.transport.cached_refs import advertise_upload_pack
+from trio_gitaly.transport.commands import advertise_refs, receive_pack
 
 
 class SmartHTTPService(ServiceBase):
@@ -26,14 +30,23 @@ class SmartHTTPService(ServiceBase):
     async def InfoRefsUploadPack(
         self, request: smarthttp_pb2.InfoRefsRequest, call: ServerCall
     ) -> None:
-        """The body of GET info/refs?service=git-upload-pack."""
-        await self._info_refs(request, call, "upload-pack")
+        """The body of GET info/refs?service=git-upload-pack, cached (transport/cached_refs.py)."""
+        repo = open_repo(self._deps.locator, request.repository)
+        out = ResponseWriter(call, smarthttp_pb2.InfoRefsResponse)
+        key = CacheKey(request.repository, call.method.full_name, request.SerializeToString())
+        await advertise_upload_pack(
+            self._deps.git, self._deps.diskcache, target(repo, request), key, out.sink("data")
+        )
 
     async def InfoRefsReceivePack(
         self, request: smarthttp_pb2.InfoRefsRequest, call: ServerCall
     ) -> None:
         """The body of GET info/refs?service=git-receive-pack (no hooks run)."""
-        await self._info_refs(request, call, "receive-pack")
+        repo = open_repo(self._deps.locator, request.repository)
+        out = ResponseWriter(call, smarthttp_pb2.InfoRefsResponse)
+        await advertise_refs(
+            self._deps.git, target(repo, request), "receive-pack", out.sink("data")
+        )
 
     async def PostReceivePack(
         self, request: smarthttp_pb2.PostReceivePackRequest, call: ServerCall
@@ -60,15 +73,3 @@ class SmartHTTPService(ServiceBase):
                 StatusCode.FAILED_PRECONDITION,
                 f"waiting for receive-pack: exit status {outcome.returncode}",
             )
-
-    async def _info_refs(
-        self, request: smarthttp_pb2.InfoRefsRequest, call: ServerCall, service: Service
-    ) -> None:
-        repo = open_repo(self._deps.locator, request.repository)
-        out = ResponseWriter(call, smarthttp_pb2.InfoRefsResponse)
-        await advertise_refs(
-            self._deps.git,
-            target(repo, request),
-            service,
-            out.sink("data"),
-        )
