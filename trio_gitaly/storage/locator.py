@@ -253,6 +253,15 @@ class Locator:
             os.stat(posixpath.join(path, "packed-refs"))
 
 
+def is_repository(path: str) -> bool:
+    """Whether the directory `path` has what a git directory needs (objects, refs, HEAD).
+
+    The cheap test walkers use to decide "a repository: count or optimise it, do not
+    descend"; it never raises.
+    """
+    return all(os.path.exists(posixpath.join(path, entry)) for entry in _GIT_DIR_ENTRIES)
+
+
 def _stat_storage(storage_path: str) -> None:
     try:
         os.stat(storage_path)

@@ -8,8 +8,6 @@ is atomic), synced, then renamed into place; removal renames it out before delet
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import trio
 
@@ -19,6 +17,7 @@ from trio_gitaly.rpc.call import ServerCall
 from trio_gitaly.rpc.gen.gitaly import repository_pb2, shared_pb2
 from trio_gitaly.rpc.services import ServiceBase
 from trio_gitaly.storage.durable import publish_repository, stage_removal
+from trio_gitaly.storage.tempdir import new_tempdir
 
 _OBJECT_FORMATS = {
     shared_pb2.OBJECT_FORMAT_UNSPECIFIED: None,
@@ -80,10 +79,9 @@ class RepositoryLifecycle(ServiceBase):
         if object_format is not None:
             flags.append(f"--object-format={object_format}")
 
-        staging = tempfile.mkdtemp(
-            prefix="repo-create-", dir=self._deps.locator.tmp_dir(repo.storage_name)
-        )
-        try:
+        async with new_tempdir(
+            self._deps.locator, repo.storage_name, prefix="repo-create-"
+        ) as staging:
             built = os.path.join(staging, "repo")
             init = await self._deps.git.run(
                 GitCommand("init", flags=flags, args=[built]), repo_path=None, check=False
@@ -93,10 +91,9 @@ class RepositoryLifecycle(ServiceBase):
                     StatusCode.INTERNAL,
                     f"creating repository: {_first_line(init.stderr) or 'git init failed'}",
                 )
-            await trio.to_thread.run_sync(publish_repository, built, target)
-        finally:
-            # A fresh repository is a few dozen small files: removing it inline is fine.
-            shutil.rmtree(staging, ignore_errors=True)
+            with self._deps.repo_counter.tracking(repo.storage_name, target) as change:
+                await trio.to_thread.run_sync(publish_repository, built, target)
+                change.record(+1)
         return repository_pb2.CreateRepositoryResponse()
 
     async def RemoveRepository(
@@ -110,15 +107,12 @@ class RepositoryLifecycle(ServiceBase):
         """
         repo = request.repository
         path = self._deps.locator.repo_path(repo)
-        staging = tempfile.mkdtemp(
-            prefix=os.path.basename(path) + "+removed-",
-            dir=self._deps.locator.tmp_dir(repo.storage_name),
-        )
-        try:
-            await trio.to_thread.run_sync(stage_removal, path, staging)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(shutil.rmtree, staging, True)
+        async with new_tempdir(
+            self._deps.locator, repo.storage_name, prefix=os.path.basename(path) + "+removed-"
+        ) as staging:
+            with self._deps.repo_counter.tracking(repo.storage_name, path) as change:
+                await trio.to_thread.run_sync(stage_removal, path, staging)
+                change.record(-1)
         return repository_pb2.RemoveRepositoryResponse()
 
 
