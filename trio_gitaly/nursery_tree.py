@@ -34,13 +34,14 @@ from trio_gitaly import __version__
 from trio_gitaly.config import Config
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
+from trio_gitaly.git.housekeeping import HousekeepingManager
 from trio_gitaly.git.version import GitSetupError, detect
 from trio_gitaly.hooks.install import HookSetup, install_hooks
 from trio_gitaly.http.app import build_app
 from trio_gitaly.http.gateway import GATEWAY_RPCS, Gateway
 from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
-from trio_gitaly.limits.cgroups import cgroup_manager, prune_stale_groups
+from trio_gitaly.limits.cgroups import cgroup_manager
 from trio_gitaly.limits.server_limits import ServerLimits, build_limits
 from trio_gitaly.limits.watchers import watchers
 from trio_gitaly.metrics import Metrics
@@ -51,14 +52,13 @@ from trio_gitaly.rpc.services import Dependencies, all_routes
 from trio_gitaly.runtime import RuntimeDirError, runtime_directory
 from trio_gitaly.signals import watch_signals
 from trio_gitaly.sockets import GrpcListeners, bound_sockets
+from trio_gitaly.storage.diskcache import DiskCache
 from trio_gitaly.storage.locator import Locator, Storage
 from trio_gitaly.storage.metadata import ensure_metadata
+from trio_gitaly.workers import Worker, background_workers
+from trio_gitaly.workers.repository_counter import RepositoryCounter
 
 LOG = logging.getLogger("trio_gitaly.server")
-
-# A worker is started like every node: `await nursery.start(worker)`, reporting started
-# once it runs. Later issues register repository counting, cache eviction and the rest.
-Worker = Callable[..., Awaitable[None]]
 
 
 class StartupError(Exception):
@@ -175,6 +175,10 @@ async def serve(
         factory = CommandFactory(git_binary, placer=cgroups)
         catfile = CatfileCache(factory, metrics.registry, max_idle=cfg.git.catfile_cache_size)
         limits = build_limits(cfg, metrics.registry, watchers(cfg.adaptive_limiting, cgroups.stats))
+        # Walked by its worker after start-up; hidden from /metrics until then.
+        repo_counter = RepositoryCounter(locator.storages, metrics.registry)
+        # One per tree: its per-repository guard spans the RPCs and the daily maintenance.
+        housekeeping = HousekeepingManager(factory, metrics.registry)
         deps = Dependencies(
             locator=locator,
             git=factory,
@@ -185,19 +189,30 @@ async def serve(
             gitlab=cfg.gitlab,
             hooks_config=cfg.hooks,
             limits=limits,
+            housekeeping=housekeeping,
+            diskcache=DiskCache(locator, metrics.registry),
+            repo_counter=repo_counter,
         )
-        # The cache's idle processes belong to its evictor, a worker of the tree.
-        workers = [("catfile cache evictor", catfile.run_evictor), *workers]
-        if cgroups.ready:
-            workers.append(("cgroup pruner", functools.partial(prune_stale_groups, cfg.cgroups)))
-        if limits.calibrator is not None:
-            workers.append(("adaptive-limit calibration", limits.calibrator.run))
+        workers = [
+            *background_workers(
+                cfg,
+                storages=locator.storages,
+                registry=metrics.registry,
+                catfile=catfile,
+                repository_counter=repo_counter.run,
+                diskcache=deps.diskcache,
+                housekeeping=housekeeping,
+                cgroups=cgroups,
+                limits=limits,
+            ),
+            *workers,
+        ]
         routes = all_routes(deps)
         _warn_unserved_limits(limits, routes)
         server = GrpcServer(
             cfg.grpc,
             routes,
-            chain(metrics=metrics, auth=cfg.auth, limits=limits),
+            chain(metrics=metrics, auth=cfg.auth, limits=limits, cache=deps.diskcache),
             on_accept=lambda transport: metrics.connections.labels(transport).inc(),
         )
         running = RunningServer(
@@ -230,7 +245,12 @@ async def serve(
                     if bound.gateway is not None:
                         # What the services use, so that both serve a push the same way.
                         gateway = Gateway(
-                            deps.locator, deps.git, deps.hooks, cfg.gateway.basic_auth, limits
+                            deps.locator,
+                            deps.git,
+                            deps.hooks,
+                            cfg.gateway.basic_auth,
+                            limits,
+                            deps.diskcache,
                         )
                         await serving.start(
                             _serve_gateway,

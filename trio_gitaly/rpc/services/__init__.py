@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from trio_gitaly.config import GitlabConfig, HooksConfig
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
+from trio_gitaly.git.housekeeping import HousekeepingManager
 from trio_gitaly.git.version import GitBinary
 from trio_gitaly.hooks.install import HookSetup
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.limits.server_limits import ServerLimits
 from trio_gitaly.rpc.registry import Route, merge, routes
+from trio_gitaly.storage.diskcache import DiskCache
 from trio_gitaly.storage.locator import Locator
+from trio_gitaly.storage.repository_changes import RepositoryTracker
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class Dependencies:
     hooks_config: HooksConfig
     # The pack-objects limiter bounds upload-pack sessions (per-RPC limits are middleware).
     limits: ServerLimits
+    # Optimises repositories, one run per repository at a time (shared with maintenance).
+    housekeeping: HousekeepingManager
+    # Cached upload-pack advertisements (invalidation is middleware).
+    diskcache: DiskCache
+    # gitaly_total_repositories_count: CreateRepository / RemoveRepository adjust it.
+    repo_counter: RepositoryTracker
 
 
 class ServiceBase:
