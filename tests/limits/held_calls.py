@@ -3,6 +3,7 @@ the test lets go, so tests can line up running, queued and refused calls for rea
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Sequence
@@ -95,3 +96,10 @@ def gauge(registry: Any, name: str, method: str = "SSHUploadPack") -> float:
     labels = {"system": "gitaly", "grpc_service": "gitaly.SSHService", "grpc_method": method}
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else float(value)
+
+
+async def until_queued(registry: Any, *, at_least: int = 0, at_most: float = math.inf) -> None:
+    """Until SSHUploadPack's queue holds at least `at_least` and at most `at_most` calls."""
+    await _until(
+        lambda: at_least <= gauge(registry, "gitaly_concurrency_limiting_queued") <= at_most
+    )

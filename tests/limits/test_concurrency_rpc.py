@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from tests.helpers import Client, error_detail, repository
-from tests.limits.held_calls import HeldCall, gauge
+from tests.limits.held_calls import HeldCall, gauge, until_queued
 from tests.repos import rich_repository
 from trio_gitaly.config import Config
 from trio_gitaly.config_limits import ConcurrencyConfig, PackObjectsLimitingConfig
@@ -63,9 +63,7 @@ async def test_limit_one_queue_one_refuses_the_third_call_at_once(
     first = HeldCall(client, "a.git")
     await first.wait_admitted()
     second = HeldCall(client, "a.git")
-    with trio.fail_after(10):
-        while gauge(running.metrics.registry, "gitaly_concurrency_limiting_queued") < 1:
-            await trio.sleep(0.01)
+    await until_queued(running.metrics.registry, at_least=1)
     third = HeldCall(client, "a.git")
     await third.wait_finished()  # refused while the first still runs
     assert not second.admitted and not second.finished.is_set()
@@ -125,9 +123,7 @@ async def test_waiters_are_admitted_first_come_first_served(
     queued = []
     for expected in (1, 2, 3):
         queued.append(HeldCall(client, "a.git"))
-        with trio.fail_after(10):
-            while gauge(running.metrics.registry, "gitaly_concurrency_limiting_queued") < expected:
-                await trio.sleep(0.01)
+        await until_queued(running.metrics.registry, at_least=expected)
     current = first
     for i, call in enumerate(queued):
         current.release()
@@ -149,19 +145,13 @@ async def test_a_cancelled_waiter_frees_its_queue_slot(
     await first.wait_admitted()
     quitter = HeldCall(client, "a.git")
     registry = running.metrics.registry
-    with trio.fail_after(10):
-        while gauge(registry, "gitaly_concurrency_limiting_queued") < 1:
-            await trio.sleep(0.01)
+    await until_queued(registry, at_least=1)
     quitter.cancel()
     await quitter.wait_finished()
-    with trio.fail_after(10):
-        while gauge(registry, "gitaly_concurrency_limiting_queued") > 0:
-            await trio.sleep(0.01)
+    await until_queued(registry, at_most=0)
     # The place the quitter held in the queue is free again: this one waits, not refused.
     successor = HeldCall(client, "a.git")
-    with trio.fail_after(10):
-        while gauge(registry, "gitaly_concurrency_limiting_queued") < 1:
-            await trio.sleep(0.01)
+    await until_queued(registry, at_least=1)
     first.release()
     await successor.wait_admitted()
     await release_all(successor)
@@ -179,9 +169,7 @@ async def test_refusals_are_in_the_access_log_with_limit_fields(
     first = HeldCall(client, "a.git")
     await first.wait_admitted()
     second = HeldCall(client, "a.git")
-    with trio.fail_after(10):
-        while gauge(running.metrics.registry, "gitaly_concurrency_limiting_queued") < 1:
-            await trio.sleep(0.01)
+    await until_queued(running.metrics.registry, at_least=1)
     with caplog.at_level(logging.INFO, logger="trio_gitaly.grpc"):
         third = HeldCall(client, "a.git")
         await third.wait_finished()
