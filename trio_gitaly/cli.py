@@ -1,5 +1,5 @@
 """The `trio-gitaly` command: run the server, check a deployment, print the config schema,
-connect git to a server (`ssh`).
+connect git to a server (`ssh`), watch one (`top`).
 
 Bad input (a config error, a missing file) is reported as one line on stderr with exit
 status 2, never as a traceback.
@@ -58,14 +58,21 @@ def _build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="TOML config file (default: built-in defaults under ./trio-gitaly-data)",
         )
+    run.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="write the serving process's pid here (default: $GITALY_PID_FILE, config pid_file)",
+    )
 
     config = commands.add_parser("config", help="config file tools")
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
     schema = config_commands.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(handler=_print_schema)
     from trio_gitaly.clients.ssh import add_parser as add_ssh_parser
+    from trio_gitaly.clients.top import add_parser as add_top_parser
 
     add_ssh_parser(commands)
+    add_top_parser(commands)
     return parser
 
 
@@ -88,8 +95,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Imported here so that `check` and `config schema` start without the serving stack.
     from trio_gitaly.foreground import run_server
+    from trio_gitaly.pidfile import pid_file_path
 
-    status: int = run_server(cfg)
+    status: int = run_server(cfg, pid_file=pid_file_path(args.pid_file, cfg.pid_file, os.environ))
     return status
 
 

@@ -176,6 +176,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     prometheus_listen_addr: ListenAddress | None = None
     runtime_dir: str = ""
     graceful_restart_timeout: Duration = duration_field(DEFAULT_GRACEFUL_RESTART_TIMEOUT_S)
+    # Ours (Gitaly reads GITALY_PID_FILE only): the serving process's pid, across restarts.
+    pid_file: str = ""
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
     storage: tuple[StorageConfig, ...] = ()
     git: GitConfig = msgspec.field(default_factory=GitConfig)

@@ -2,12 +2,13 @@
 
     root
     ├── signals       (signals.py)               SIGTERM/SIGINT: drain; again: stop now
+    ├── upgrade       (upgrade.py)               SIGHUP: a successor takes the sockets over
     ├── workers       (workers/)                 background jobs, one child each
     ├── listeners     (rpc/server.py)            one child per gRPC listener
     │   unix · internal unix · tcp · tls          each: accept loop + connection nursery
     ├── gateway       (http/gateway.py)          hypercorn: git's smart HTTP protocol
     │   └── request   (http/gateway_io.py)       its git command, killed with the request
-    └── http          (http/serve.py)            /metrics /healthz /readyz
+    └── http          (http/serve.py)            /metrics /healthz /readyz /-/events
 
 Start-up, each step logged with duration_ms: runtime directory → git → storages →
 sockets bound (sockets.py) → children started → "Started trio-gitaly". Stopping:
@@ -30,7 +31,7 @@ from typing import Any
 
 import trio
 
-from trio_gitaly import __version__
+from trio_gitaly import __version__, tree_state
 from trio_gitaly.config import Config
 from trio_gitaly.git.catfile import CatfileCache
 from trio_gitaly.git.command import CommandFactory
@@ -38,6 +39,7 @@ from trio_gitaly.git.housekeeping import HousekeepingManager
 from trio_gitaly.git.version import GitSetupError, detect
 from trio_gitaly.hooks.install import HookSetup, install_hooks
 from trio_gitaly.http.app import build_app
+from trio_gitaly.http.events import events_app
 from trio_gitaly.http.gateway import GATEWAY_RPCS, Gateway
 from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
@@ -55,6 +57,7 @@ from trio_gitaly.sockets import GrpcListeners, bound_sockets
 from trio_gitaly.storage.diskcache import DiskCache
 from trio_gitaly.storage.locator import Locator, Storage
 from trio_gitaly.storage.metadata import ensure_metadata
+from trio_gitaly.upgrade import Handover, Upgrader
 from trio_gitaly.workers import Worker, background_workers
 from trio_gitaly.workers.repository_counter import RepositoryCounter
 
@@ -76,6 +79,7 @@ class RunningServer:
     # listener kind ("unix", "internal", "tcp", "tls", "http", "gateway") -> addresses
     addresses: dict[str, list[str]] = field(default_factory=dict)
     exit_code: int = 0
+    tree: tree_state.TreeState = field(default_factory=tree_state.TreeState)
     _root: trio.CancelScope | None = None
 
     def stop(self) -> None:
@@ -108,23 +112,27 @@ def _step(message: str, **extra: Any) -> Iterator[None]:
     LOG.info(message, extra={"fields": {"duration_ms": duration_ms, **extra}})
 
 
-def _node(name: str, fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Wrap a child so that its crash is logged with its name before the tree stops."""
+def _node(
+    name: str, fn: Callable[..., Awaitable[None]], kind: str = tree_state.NODE
+) -> Callable[..., Awaitable[None]]:
+    """Wrap a child: it is in the live tree while it runs (tree_state.py), and its crash
+    is logged with its name before the tree stops."""
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> None:
-        try:
-            await fn(*args, **kwargs)
-        except Exception as exc:
-            # Nodes nest (workers/x inside workers): the innermost one reports the crash.
-            if not _reported(exc):
-                LOG.error(
-                    "nursery tree node crashed, stopping the server",
-                    exc_info=exc,
-                    extra={"fields": {"node": name}},
-                )
-                exc.add_note(_REPORTED_NOTE)
-            raise
+        with tree_state.node(name.rpartition("/")[2], kind=kind) as node:
+            try:
+                await fn(*args, **node.watch_started(kwargs))
+            except Exception as exc:
+                # Nodes nest (workers/x inside workers): the innermost one reports it.
+                if not _reported(exc):
+                    LOG.error(
+                        "nursery tree node crashed, stopping the server",
+                        exc_info=exc,
+                        extra={"fields": {"node": name}},
+                    )
+                    exc.add_note(_REPORTED_NOTE)
+                raise
 
     return run
 
@@ -133,13 +141,15 @@ async def serve(
     cfg: Config,
     *,
     handle_signals: bool = False,
+    handover: Handover | None = None,
     workers: Sequence[tuple[str, Worker]] = (),
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Start the tree, report the RunningServer once ready, serve until stopped.
 
-    Raises StartupError before reporting started when a step fails. Cancellation:
-    everything stops at once; the runtime directory is still removed.
+    Raises StartupError before reporting started when a step fails; `handover` makes
+    SIGHUP upgrade (upgrade.py). Cancellation: everything stops at once; the runtime
+    directory is still removed.
     """
     process_start = _process_start()
     lifecycle = Lifecycle()
@@ -221,19 +231,24 @@ async def serve(
             runtime_dir=rt.path,
             grace_s=cfg.graceful_restart_timeout.seconds,
         )
+        runtime.enter_context(running.tree.entered())
         async with contextlib.AsyncExitStack() as sockets:
             with _startup_errors():
-                bound = await sockets.enter_async_context(bound_sockets(cfg, rt.internal_socket))
+                bound = await sockets.enter_async_context(
+                    bound_sockets(cfg, rt.internal_socket, handover)
+                )
             running.addresses = bound.addresses()
+            upgrader = Upgrader(handover, bound.inheritable, lifecycle, running.grace_s)
             http_shutdown, listeners_done, gateway_done = trio.Event(), trio.Event(), trio.Event()
             async with trio.open_nursery() as root:
                 running._root = root.cancel_scope
                 if handle_signals:
-                    await root.start(
-                        _node("signals", watch_signals), running.stop, running.force_stop
-                    )
+                    hangup = upgrader.request if upgrader.enabled else None
+                    signals = (running.stop, running.force_stop, hangup)
+                    await root.start(_node("signals", watch_signals), *signals)
                 await root.start(_node("workers", _run_workers), workers, lifecycle)
                 async with trio.open_nursery() as serving:
+                    await serving.start(_node("upgrade", upgrader.serve))
                     await serving.start(
                         _node("listeners", _serve_listeners),
                         server,
@@ -263,7 +278,8 @@ async def serve(
                     else:
                         gateway_done.set()
                     if bound.http is not None:
-                        app = build_app(metrics, lifecycle)
+                        events = events_app(running, limits, catfile, cfg.auth, http_shutdown)
+                        app = build_app(metrics, lifecycle, events=events)
                         await serving.start(
                             functools.partial(
                                 _node("http", serve_http), app, bound.http, shutdown=http_shutdown
@@ -276,7 +292,9 @@ async def serve(
                         "starting grace period",
                         extra={"fields": {"grace_period_s": running.grace_s}},
                     )
-                    # HTTP outlives the drain so that /readyz can say 503 until the end.
+                    # HTTP outlives the drain (/readyz: 503), unless a successor serves it.
+                    if upgrader.handed_over:
+                        http_shutdown.set()
                     await listeners_done.wait()
                     await gateway_done.wait()
                     http_shutdown.set()
@@ -307,7 +325,7 @@ async def _serve_listeners(
         for kind, listeners in grpc_listeners:
             await nursery.start(
                 functools.partial(
-                    _node(f"listener {kind}", serve_listener),
+                    _node(f"listener {kind}", serve_listener, tree_state.LISTENER),
                     server,
                     listeners,
                     transport="unix" if kind == "internal" else kind,
@@ -347,7 +365,7 @@ async def _run_workers(
 ) -> None:
     async with trio.open_nursery() as nursery:
         for name, worker in workers:
-            await nursery.start(_node(f"workers/{name}", worker))
+            await nursery.start(_node(f"workers/{name}", worker, tree_state.WORKER))
         task_status.started()
         await lifecycle.stopping.wait()
         # Background jobs hold no client's work: they stop when draining starts.

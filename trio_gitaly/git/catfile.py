@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import trio
 from prometheus_client import Counter, Gauge
 
+from trio_gitaly import tree_state
 from trio_gitaly.git.catfile_reader import (
     BatchProcess,
     ObjectInfo,
@@ -114,6 +115,11 @@ class CatfileCache:
         """How many processes sit idle in the pool."""
         return len(self._idle)
 
+    @property
+    def max_idle(self) -> int:
+        """How many idle processes the pool keeps at most."""
+        return self._max_idle
+
     @asynccontextmanager
     async def reader(
         self,
@@ -181,9 +187,11 @@ class CatfileCache:
         self._closed = False
         try:
             task_status.started()
+            tree_state.worker_next(self._eviction_interval_s)
             while True:
                 await trio.sleep(self._eviction_interval_s)
                 await self._evict(expired_before=trio.current_time())
+                tree_state.worker_ran(next_in_s=self._eviction_interval_s)
         finally:
             await self.aclose()
 

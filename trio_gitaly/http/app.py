@@ -1,4 +1,5 @@
-"""The HTTP endpoints: /metrics, /healthz (alive) and /readyz (ready to serve)."""
+"""The HTTP endpoints: /metrics, /healthz (alive), /readyz (ready to serve), and the
+websocket `/-/events` (the live tree, http/events.py) when the tree gives one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from prometheus_client import make_asgi_app
 
+from trio_gitaly.http.events import EVENTS_PATH, reject
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.metrics import Metrics
 
@@ -16,13 +18,19 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def build_app(metrics: Metrics, lifecycle: Lifecycle) -> App:
-    """The ASGI application the HTTP listener serves."""
+def build_app(metrics: Metrics, lifecycle: Lifecycle, *, events: App | None = None) -> App:
+    """The ASGI application the HTTP listener serves; `events` serves `/-/events`."""
     metrics_app = make_asgi_app(registry=metrics.registry)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            if events is not None and scope["path"] == EVENTS_PATH:
+                await events(scope, receive, send)
+            elif (await receive())["type"] == "websocket.connect":
+                await reject(scope, send, 404, "not found")
             return
         if scope["type"] != "http":
             return

@@ -19,6 +19,8 @@ from typing import Any, Final, Protocol
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from trio_gitaly import tree_state
+
 LOG = logging.getLogger("trio_gitaly.limits")
 
 #: Consecutive poll timeouts of one watcher that count as a backoff event.
@@ -136,9 +138,11 @@ class Calibrator:
         """
         self.reset()
         task_status.started()
+        tree_state.worker_next(self.interval_s)
         while True:
             await trio.sleep(self.interval_s)
             await self.calibrate()
+            tree_state.worker_ran(next_in_s=self.interval_s)
 
     async def calibrate(self) -> None:
         """One round: poll the watchers, then move every limit once.

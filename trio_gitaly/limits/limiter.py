@@ -102,6 +102,14 @@ class ConcurrencyLimiter:
         bucket = self._buckets.get(key)
         return bucket.running.waiting if bucket else 0
 
+    def occupancy(self) -> tuple[int, int]:
+        """(running, queued) calls over every key right now."""
+        running = queued = 0
+        for bucket in self._buckets.values():
+            running += bucket.running.held
+            queued += bucket.running.waiting
+        return running, queued
+
     @asynccontextmanager
     async def admitted(self, key: str, fields: MutableMapping[str, Any]) -> AsyncIterator[None]:
         """Hold one of `key`'s slots for the body of the `async with`.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import h2.exceptions
@@ -22,12 +23,14 @@ from purerpc.grpclib.events import (
     WindowUpdated,
 )
 
+from trio_gitaly import tree_state
 from trio_gitaly.errors import GitalyError, StatusCode
-from trio_gitaly.rpc.call import ServerCall, StreamClosedError
+from trio_gitaly.rpc.call import ServerCall, StreamClosedError, target_repository
 from trio_gitaly.rpc.errors import OK, Status, cancelled_status, status_for
 from trio_gitaly.rpc.h2conn import (
     BadRequest,
     ClientGoAway,
+    DrainAcknowledged,
     MessageTooLarge,
     ServerConnection,
     StreamReset,
@@ -46,6 +49,13 @@ RECEIVE_BYTES = 64 * 1024
 OUTBOUND_HIGH_WATER_BYTES = 1024 * 1024
 # After the last RPC ends, queued trailers and the GOAWAY get this long to leave.
 FINAL_FLUSH_TIMEOUT_S = 5.0
+# A draining connection waits this long for the client to acknowledge the first GOAWAY
+# (its PING) before naming the last stream it serves anyway.
+DRAIN_ACK_TIMEOUT_S = 2.0
+# Once drained, how long the client gets to close the connection itself (grpcio does at
+# once). Closing first could reset it with a request of its still unread, and the client
+# would see a failed call instead of a refused stream it can retry (Go waits 1 s too).
+CLOSE_LINGER_S = 1.0
 
 
 class Connection:
@@ -69,9 +79,20 @@ class Connection:
         self._writing = False
         self._broken = False
         self._draining = False
+        self._drain_acked = trio.Event()
+        self._goaway_sent = False
         self._last_stream_id = 2**31 - 1
+        self._tasks: trio.Nursery | None = None
         self._rpcs: trio.Nursery | None = None
         self._reader_scope = trio.CancelScope()
+        # Its place in the live tree (tree_state.py), under the listener that accepted it.
+        self._tree = tree_state.Node(
+            "connection",
+            tree_state.CONNECTION,
+            self,
+            _describe_connection,
+            state=tree_state.RUNNING,
+        )
 
     @property
     def in_flight(self) -> int:
@@ -85,28 +106,56 @@ class Connection:
         closed by the caller (trio.serve_listeners closes what it accepted).
         """
         self.h2.initiate_connection()
-        async with trio.open_nursery() as connection_nursery:
-            connection_nursery.start_soon(self._writer)
-            async with trio.open_nursery() as rpcs:
-                self._rpcs = rpcs
-                with self._reader_scope:
-                    await self._read_loop()
-                # The reader stops when the client left or the drain finished: either
-                # way no RPC of this connection has anyone to answer to any more.
-                rpcs.cancel_scope.cancel()
-            with trio.move_on_after(FINAL_FLUSH_TIMEOUT_S):
-                await self._wait_flushed()
-            connection_nursery.cancel_scope.cancel()
+        with tree_state.attached(self._tree):
+            async with trio.open_nursery() as connection_nursery:
+                self._tasks = connection_nursery
+                connection_nursery.start_soon(self._writer)
+                if self._draining:
+                    self._begin_drain()
+                async with trio.open_nursery() as rpcs:
+                    self._rpcs = rpcs
+                    with self._reader_scope:
+                        await self._read_loop()
+                    # The reader stops when the client left or the drain finished: either
+                    # way no RPC of this connection has anyone to answer to any more.
+                    rpcs.cancel_scope.cancel()
+                with trio.move_on_after(FINAL_FLUSH_TIMEOUT_S):
+                    await self._wait_flushed()
+                connection_nursery.cancel_scope.cancel()
 
     def drain(self) -> None:
-        """Send GOAWAY, refuse newer streams, and close once in-flight RPCs finish."""
+        """Send GOAWAY, refuse newer streams, and close once in-flight RPCs finish.
+
+        As gRPC servers do: a first GOAWAY and a PING; once the client acknowledged the
+        PING it has seen the GOAWAY and opens no more streams, so every stream it opened
+        has arrived; the second GOAWAY names the last of them. No request the client sent
+        in the meantime is lost or refused.
+        """
         if self._draining:
             return
         self._draining = True
-        self._last_stream_id = self.h2.send_goaway()
+        self._tree.mark(tree_state.DRAINING)
+        if self._tasks is not None:
+            self._begin_drain()  # else serve() begins it once the connection is set up
+
+    def _begin_drain(self) -> None:
+        assert self._tasks is not None
+        self.h2.announce_drain()
         self._wake_writer()
-        if not self._calls:
-            self._reader_scope.cancel()
+        self._tasks.start_soon(self._finish_drain)
+
+    async def _finish_drain(self) -> None:
+        with trio.move_on_after(DRAIN_ACK_TIMEOUT_S):
+            await self._drain_acked.wait()
+        self._last_stream_id = self.h2.send_goaway()
+        self._goaway_sent = True
+        self._wake_writer()
+        self._close_when_idle()
+
+    def _close_when_idle(self) -> None:
+        if self._goaway_sent and not self._calls:
+            linger = trio.current_time() + CLOSE_LINGER_S
+            self._reader_scope.deadline = min(self._reader_scope.deadline, linger)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -166,6 +215,8 @@ class Connection:
             )
         elif isinstance(event, BadRequest):
             self._end_stream(event.stream_id, Status(StatusCode(event.code), event.message))
+        elif isinstance(event, DrainAcknowledged):
+            self._drain_acked.set()
         elif isinstance(event, ClientGoAway):
             # h2 accepts nothing more from us after the client's GOAWAY: stop reading,
             # which cancels what is still running.
@@ -222,6 +273,7 @@ class Connection:
 
     async def _run_call(self, call: ServerCall, handler: Any) -> None:
         status = OK
+        node = self._tree.add(call.method.name, tree_state.RPC, call, _describe_call)
         try:
             with trio.CancelScope(deadline=call.deadline) as scope:
                 call.cancel_scope = scope
@@ -246,9 +298,9 @@ class Connection:
             if not call.reset:
                 self._end_stream(call._stream_id, status, headers_sent=call.headers_sent)
         finally:
+            self._tree.remove(node)
             del self._calls[call._stream_id]
-            if self._draining and not self._calls:
-                self._reader_scope.cancel()
+            self._close_when_idle()
 
     def _failed(self, call: ServerCall, exc: BaseException) -> Status:
         status = status_for(exc, call)
@@ -337,3 +389,19 @@ class Connection:
         while (self.h2.outbound_bytes() or self._writing) and not self._broken:
             self._wake_writer()
             await self._flushed_lot.park()
+
+
+def _describe_connection(connection: Connection) -> Mapping[str, object]:
+    return {"peer": connection.peer, "transport": connection.transport}
+
+
+def _describe_call(call: ServerCall) -> Mapping[str, object]:
+    repository = target_repository(call.request)
+    return {
+        "method": call.method.full_name,
+        "repository": (
+            f"{repository.storage_name}/{repository.relative_path}" if repository else ""
+        ),
+        "client": call.peer,
+        "transport": call.transport,
+    }

@@ -36,6 +36,10 @@ MAX_HEADER_LIST_BYTES = 64 * 1024
 CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024
 # What HTTP/2 grants a connection before any WINDOW_UPDATE.
 _DEFAULT_CONNECTION_WINDOW_BYTES = 65535
+# The opaque data of the PING that follows a draining connection's first GOAWAY.
+_DRAIN_PING = b"drain\x00\x00\x00"
+# The largest stream id: a GOAWAY naming it announces the drain without refusing anything.
+_MAX_STREAM_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,11 @@ class StreamReset:
     """The client reset the stream (cancel, deadline, or gone): stop its RPC."""
 
     stream_id: int
+
+
+@dataclass(frozen=True)
+class DrainAcknowledged:
+    """The client answered the drain's PING: it has seen the first GOAWAY."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,9 @@ class ServerConnection(GRPCConnection):  # type: ignore[misc]
     def _connection_terminated(self, event: h2.events.ConnectionTerminated) -> list[Any]:
         return [ClientGoAway(event.error_code)]
 
+    def _ping_acknowledged(self, event: h2.events.PingAcknowledged) -> list[Any]:
+        return [DrainAcknowledged()] if event.ping_data == _DRAIN_PING else []
+
     # -- sending ------------------------------------------------------------------------
 
     def _acknowledge(self, stream_id: int, length: int) -> None:
@@ -218,19 +230,27 @@ class ServerConnection(GRPCConnection):  # type: ignore[misc]
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self.h2_connection.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
 
-    def send_goaway(self) -> int:
-        """Queue a GOAWAY naming the last stream we will serve; return that stream id.
+    def announce_drain(self) -> None:
+        """Queue the drain's first GOAWAY (refusing nothing yet) and a PING after it."""
+        self._queue_goaway(_MAX_STREAM_ID)
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            # A connection the client closed takes no PING; the drain's wait times out.
+            self.h2_connection.ping(_DRAIN_PING)
 
-        h2's `close_connection` also moves its state machine to CLOSED, after which the
-        in-flight streams could not send their answers. A graceful drain needs them to,
-        so the frame is serialised here and h2's state is left open.
-        """
-        last = self.h2_connection.highest_inbound_stream_id
+    def send_goaway(self) -> int:
+        """Queue a GOAWAY naming the last stream we will serve; return that stream id."""
+        last = int(self.h2_connection.highest_inbound_stream_id)
+        self._queue_goaway(last)
+        return last
+
+    def _queue_goaway(self, last_stream_id: int) -> None:
+        # h2's `close_connection` also moves its state machine to CLOSED, after which the
+        # in-flight streams could not send their answers. A graceful drain needs them to,
+        # so the frame is serialised here and h2's state is left open.
         frame = GoAwayFrame(stream_id=0)
-        frame.last_stream_id = last
+        frame.last_stream_id = last_stream_id
         frame.error_code = h2.errors.ErrorCodes.NO_ERROR
         self.h2_connection._data_to_send += frame.serialize()
-        return int(last)
 
     def outbound_bytes(self) -> int:
         """Bytes queued for the socket but not yet taken by the writer."""

@@ -67,13 +67,6 @@ def tls_context(certificate_path: str, key_path: str) -> ssl.SSLContext:
     return context
 
 
-async def open_tls(
-    host: str | None, port: int, context: ssl.SSLContext
-) -> list[trio.SSLListener[trio.SocketStream]]:
-    """Bind TCP on host:port and wrap each socket in TLS."""
-    return [trio.SSLListener(listener, context) for listener in await open_tcp(host, port)]
-
-
 def bound_address(listener: trio.abc.Listener[trio.abc.Stream]) -> str:
     """Where a listener accepts: "host:port" or the socket path."""
     inner = listener.transport_listener if isinstance(listener, trio.SSLListener) else listener

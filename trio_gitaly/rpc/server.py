@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from trio_gitaly import tree_state
 from trio_gitaly.errors import GitalyError, StatusCode
 from trio_gitaly.rpc.call import Handler, Middleware, ServerCall
 from trio_gitaly.rpc.connection import Connection
@@ -133,6 +134,7 @@ async def serve_listener(
             task_status.started()
             await lifecycle.stopping.wait()
             accepting.cancel_scope.cancel()
+        tree_state.mark(tree_state.DRAINING)
         for connection in list(live):
             connection.drain()
         connections.cancel_scope.deadline = lifecycle.grace_deadline

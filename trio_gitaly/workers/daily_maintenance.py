@@ -20,6 +20,7 @@ from typing import Final
 
 import trio
 
+from trio_gitaly import tree_state
 from trio_gitaly.config_workers import DailyMaintenanceConfig
 from trio_gitaly.storage.locator import INTERNAL_DIR, is_repository
 
@@ -91,6 +92,7 @@ async def run_daily_maintenance(
         current = now()
         start = next_window(current, config.start_hour, config.start_minute)
         LOG.info("maintenance: daily scheduled", extra={"fields": {"scheduled": start.isoformat()}})
+        tree_state.worker_next((start - current).total_seconds())
         await trio.sleep((start - current).total_seconds())
         LOG.info(
             "maintenance: daily starting", extra={"fields": {"max_duration": str(max_duration)}}
@@ -111,6 +113,8 @@ async def run_daily_maintenance(
                 }
             },
         )
+        # The next window's time is reported when the loop schedules it.
+        tree_state.worker_ran(next_in_s=None)
 
 
 async def _walk_storage(storage: StorageRoot, optimize: Optimize) -> int:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from trio_gitaly import tree_state
 from trio_gitaly.storage.diskcache_keys import STALE_AGE_S, cache_dir, state_dir
 
 if TYPE_CHECKING:
@@ -185,6 +186,8 @@ async def _walk_loop(root: str, metrics: CacheMetrics) -> None:
         now = trio.current_time()
         while next_walk <= now:
             next_walk += WALK_INTERVAL_S
+        # Every walker of the job reports to the job's node: the latest walk counts.
+        tree_state.worker_ran(next_in_s=next_walk - now)
         await trio.sleep_until(next_walk)
 
 

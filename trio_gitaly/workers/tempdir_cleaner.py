@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 from prometheus_client import Counter
 
+from trio_gitaly import tree_state
 from trio_gitaly.storage.locator import TMP_DIR
 from trio_gitaly.storage.tempdir import remove_tree
 
@@ -148,4 +149,5 @@ async def run(
             if error:
                 fields["error"] = error
             LOG.info("finished tempdir cleaner walk", extra={"fields": fields})
+        tree_state.worker_ran(next_in_s=CLEAN_INTERVAL_S)
         await trio.sleep(CLEAN_INTERVAL_S)
