@@ -25,41 +25,33 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from trio_gitaly import __version__, tree_state
+from trio_gitaly.assembly import assemble
 from trio_gitaly.config import Config
-from trio_gitaly.git.catfile import CatfileCache
-from trio_gitaly.git.command import CommandFactory
-from trio_gitaly.git.housekeeping import HousekeepingManager
 from trio_gitaly.git.version import GitSetupError, detect
 from trio_gitaly.hooks.install import HookSetup, install_hooks
 from trio_gitaly.http.app import build_app
 from trio_gitaly.http.events import events_app
-from trio_gitaly.http.gateway import GATEWAY_RPCS, Gateway
+from trio_gitaly.http.gateway import Gateway
 from trio_gitaly.http.serve import serve_http
 from trio_gitaly.lifecycle import Lifecycle
 from trio_gitaly.limits.cgroups import cgroup_manager
-from trio_gitaly.limits.server_limits import ServerLimits, build_limits
-from trio_gitaly.limits.watchers import watchers
 from trio_gitaly.metrics import Metrics
 from trio_gitaly.rpc import listeners as bind
-from trio_gitaly.rpc.middleware import chain
 from trio_gitaly.rpc.server import GrpcServer, serve_listener
-from trio_gitaly.rpc.services import Dependencies, all_routes
 from trio_gitaly.runtime import RuntimeDirError, runtime_directory
 from trio_gitaly.signals import watch_signals
 from trio_gitaly.sockets import GrpcListeners, bound_sockets
-from trio_gitaly.storage.diskcache import DiskCache
 from trio_gitaly.storage.locator import Locator, Storage
 from trio_gitaly.storage.metadata import ensure_metadata
 from trio_gitaly.upgrade import Handover, Upgrader
-from trio_gitaly.workers import Worker, background_workers
-from trio_gitaly.workers.repository_counter import RepositoryCounter
+from trio_gitaly.workers import Worker
 
 LOG = logging.getLogger("trio_gitaly.server")
 
@@ -182,48 +174,14 @@ async def serve(
         cgroups = runtime.enter_context(
             cgroup_manager(cfg.cgroups, [(s.name, s.path) for s in cfg.storage], metrics.registry)
         )
-        factory = CommandFactory(git_binary, placer=cgroups)
-        catfile = CatfileCache(factory, metrics.registry, max_idle=cfg.git.catfile_cache_size)
-        limits = build_limits(cfg, metrics.registry, watchers(cfg.adaptive_limiting, cgroups.stats))
-        # Walked by its worker after start-up; hidden from /metrics until then.
-        repo_counter = RepositoryCounter(locator.storages, metrics.registry)
-        # One per tree: its per-repository guard spans the RPCs and the daily maintenance.
-        housekeeping = HousekeepingManager(factory, metrics.registry)
-        deps = Dependencies(
-            locator=locator,
-            git=factory,
-            git_binary=git_binary,
+        parts = assemble(
+            cfg,
+            metrics=metrics,
             lifecycle=lifecycle,
-            catfile=catfile,
+            git_binary=git_binary,
+            locator=locator,
             hooks=hooks,
-            gitlab=cfg.gitlab,
-            hooks_config=cfg.hooks,
-            limits=limits,
-            housekeeping=housekeeping,
-            diskcache=DiskCache(locator, metrics.registry),
-            repo_counter=repo_counter,
-        )
-        workers = [
-            *background_workers(
-                cfg,
-                storages=locator.storages,
-                registry=metrics.registry,
-                catfile=catfile,
-                repository_counter=repo_counter.run,
-                diskcache=deps.diskcache,
-                housekeeping=housekeeping,
-                cgroups=cgroups,
-                limits=limits,
-            ),
-            *workers,
-        ]
-        routes = all_routes(deps)
-        _warn_unserved_limits(limits, routes)
-        server = GrpcServer(
-            cfg.grpc,
-            routes,
-            chain(metrics=metrics, auth=cfg.auth, limits=limits, cache=deps.diskcache),
-            on_accept=lambda transport: metrics.connections.labels(transport).inc(),
+            cgroups=cgroups,
         )
         running = RunningServer(
             lifecycle=lifecycle,
@@ -246,30 +204,23 @@ async def serve(
                     hangup = upgrader.request if upgrader.enabled else None
                     signals = (running.stop, running.force_stop, hangup)
                     await root.start(_node("signals", watch_signals), *signals)
-                await root.start(_node("workers", _run_workers), workers, lifecycle)
+                jobs = [*parts.workers, *workers]
+                await root.start(_node("workers", _run_workers), jobs, lifecycle)
                 async with trio.open_nursery() as serving:
                     await serving.start(_node("upgrade", upgrader.serve))
                     await serving.start(
                         _node("listeners", _serve_listeners),
-                        server,
+                        parts.server,
                         bound.grpc,
                         lifecycle,
                         cfg.grpc.tls_handshake_timeout.seconds,
+                        gateway_done,
                         listeners_done,
                     )
-                    if bound.gateway is not None:
-                        # What the services use, so that both serve a push the same way.
-                        gateway = Gateway(
-                            deps.locator,
-                            deps.git,
-                            deps.hooks,
-                            cfg.gateway.basic_auth,
-                            limits,
-                            deps.diskcache,
-                        )
+                    if bound.gateway is not None and parts.gateway is not None:
                         await serving.start(
                             _serve_gateway,
-                            gateway,
+                            parts.gateway,
                             bound.gateway,
                             lifecycle,
                             running.grace_s,
@@ -278,7 +229,9 @@ async def serve(
                     else:
                         gateway_done.set()
                     if bound.http is not None:
-                        events = events_app(running, limits, catfile, cfg.auth, http_shutdown)
+                        events = events_app(
+                            running, parts.limits, parts.catfile, cfg.auth, http_shutdown
+                        )
                         app = build_app(metrics, lifecycle, events=events)
                         await serving.start(
                             functools.partial(
@@ -317,23 +270,32 @@ async def _serve_listeners(
     grpc_listeners: GrpcListeners,
     lifecycle: Lifecycle,
     tls_handshake_timeout_s: float,
+    gateway_done: trio.Event,
     done: trio.Event,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        for kind, listeners in grpc_listeners:
-            await nursery.start(
-                functools.partial(
-                    _node(f"listener {kind}", serve_listener, tree_state.LISTENER),
-                    server,
-                    listeners,
-                    transport="unix" if kind == "internal" else kind,
-                    lifecycle=lifecycle,
-                    tls_handshake_timeout_s=tls_handshake_timeout_s,
+    # The hooks of pushes still draining call back over the internal socket: it stops
+    # accepting only once the other listeners and the gateway have drained.
+    internal_stop = trio.Event()
+    async with trio.open_nursery() as internal:
+        async with trio.open_nursery() as external:
+            for kind, listeners in grpc_listeners:
+                is_internal = kind == "internal"
+                await (internal if is_internal else external).start(
+                    functools.partial(
+                        _node(f"listener {kind}", serve_listener, tree_state.LISTENER),
+                        server,
+                        listeners,
+                        transport="unix" if is_internal else kind,
+                        lifecycle=lifecycle,
+                        tls_handshake_timeout_s=tls_handshake_timeout_s,
+                        stop_when=internal_stop if is_internal else None,
+                    )
                 )
-            )
-        task_status.started()
+            task_status.started()
+        await gateway_done.wait()
+        internal_stop.set()
     done.set()
 
 
@@ -370,17 +332,6 @@ async def _run_workers(
         await lifecycle.stopping.wait()
         # Background jobs hold no client's work: they stop when draining starts.
         nursery.cancel_scope.cancel()
-
-
-def _warn_unserved_limits(limits: ServerLimits, routes: Mapping[str, object]) -> None:
-    # The gateway's RPC names count as served: its requests are limited under them.
-    served = set(routes) | set(GATEWAY_RPCS.values())
-    for rpc in limits.per_rpc:
-        if rpc not in served:
-            LOG.warning(
-                "concurrency limit for an RPC this server does not serve",
-                extra={"fields": {"rpc": rpc}},
-            )
 
 
 def _write_metadata(storage_path: str) -> None:

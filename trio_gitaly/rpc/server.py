@@ -89,15 +89,18 @@ async def serve_listener(
     transport: str,
     lifecycle: Lifecycle,
     tls_handshake_timeout_s: float = 10.0,
+    stop_when: trio.Event | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept connections on `listeners` and serve them until the lifecycle stops.
+    """Accept connections on `listeners` and serve them until the lifecycle stops (or,
+    with `stop_when`, until that event is set; the grace deadline is the lifecycle's).
 
     Reports started once every socket is accepting. On stop: closes the listening
     sockets, drains the connections (GOAWAY), and cancels what still runs at the grace
     deadline. Cancellation: closes everything at once.
     """
     live: set[Connection] = set()
+    stop = lifecycle.stopping if stop_when is None else stop_when
 
     async def handle(stream: trio.abc.Stream) -> None:
         server.on_accept(transport)
@@ -109,7 +112,7 @@ async def serve_listener(
                 return  # a client that cannot finish a handshake has nothing to serve
         connection = Connection(stream, server, transport=transport, peer=_peer(stream))
         live.add(connection)
-        if lifecycle.stopping.is_set():
+        if stop.is_set():
             connection.drain()
         try:
             await connection.serve()
@@ -132,7 +135,7 @@ async def serve_listener(
                 )
             )
             task_status.started()
-            await lifecycle.stopping.wait()
+            await stop.wait()
             accepting.cancel_scope.cancel()
         tree_state.mark(tree_state.DRAINING)
         for connection in list(live):
