@@ -311,7 +311,12 @@ async def _serve_gateway(
     # Like the gRPC listeners: no new request once stopping, the grace period for the
     # clones and pushes in flight.
     serve = functools.partial(
-        _node("gateway", serve_http), gateway, sock, shutdown=lifecycle.stopping, grace_s=grace_s
+        _node("gateway", serve_http),
+        gateway,
+        sock,
+        shutdown=lifecycle.stopping,
+        grace_s=grace_s,
+        request_kind=tree_state.RPC,
     )
     try:
         await serve(task_status=task_status)

@@ -28,6 +28,7 @@ NODE: Final = "node"
 LISTENER: Final = "listener"
 CONNECTION: Final = "connection"
 RPC: Final = "rpc"
+REQUEST: Final = "request"
 WORKER: Final = "worker"
 
 # States: a child is starting until it reports started (nursery.start), then running;

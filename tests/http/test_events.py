@@ -6,12 +6,14 @@ import os
 import time
 from collections.abc import Callable
 
+import httpx
 import msgspec
 import pytest
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, wrap_client_stream
 
 from tests.helpers import Client, make_config
+from tests.http.gateway_support import start_gateway
 from tests.limits.held_calls import HeldCall
 from tests.repos import rich_repository
 from trio_gitaly.config import AuthConfig, Config
@@ -103,7 +105,8 @@ async def test_a_snapshot_shows_the_tree_listeners_limits_and_workers(
     listeners = {listener.name: listener for listener in snapshot.listeners}
     assert listeners["tcp"].addresses == server.addresses["tcp"]
     assert listeners["tcp"].connections == 0 and listeners["tcp"].rpcs == 0
-    assert listeners["http"].connections is None  # hypercorn's connections are not counted
+    # This watcher's own request is in flight on the HTTP listener; it is no RPC.
+    assert listeners["http"].connections == 1 and listeners["http"].rpcs == 0
     assert [limiter.name for limiter in snapshot.limits] == ["packObjects"]
     assert snapshot.catfile.max_idle == 100
     assert "tempdir cleaner" in {worker.name for worker in snapshot.workers}
@@ -200,3 +203,40 @@ async def test_the_client_sees_the_drain_then_a_goodbye(
     assert reason is not None and reason.code == GOING_AWAY
     assert [rpc.repository for rpc in draining[0].rpcs] == ["default/a.git"]
     assert call.error is None
+
+
+async def test_a_gateway_request_in_flight_is_listed_with_the_rpcs(
+    nursery: trio.Nursery, short_dir: str
+) -> None:
+    gateway = await start_gateway(nursery, short_dir)
+    rich_repository(gateway.repo("a.git"))
+    finish, posted = trio.Event(), trio.Event()
+
+    async def body():  # type: ignore[no-untyped-def]
+        await finish.wait()
+        yield b"0000"  # no wants: upload-pack answers nothing and exits
+
+    async def post() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await client.post(
+                gateway.url("a.git") + "/git-upload-pack",
+                content=body(),
+                headers={"content-type": "application/x-git-upload-pack-request"},
+            )
+        posted.set()
+
+    nursery.start_soon(post)
+    seen: list[Snapshot] = []
+
+    def until_listed(document: str) -> bool:
+        seen.append(decode(document))
+        return not seen[-1].rpcs
+
+    await watch(gateway.server, until_listed)
+    finish.set()
+    await posted.wait()
+    [rpc] = seen[-1].rpcs
+    assert rpc.method == "POST /default/a.git/git-upload-pack"
+    assert rpc.transport == "http" and rpc.client.startswith("127.0.0.1:")
+    listeners = {listener.name: listener for listener in seen[-1].listeners}
+    assert listeners["gateway"].connections == 1 and listeners["gateway"].rpcs == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -25,6 +26,22 @@ def sign(token: str, timestamp: int) -> str:
     message = str(timestamp)
     signature = hmac.new(token.encode(), message.encode(), hashlib.sha256).hexdigest()
     return f"v2.{signature}.{message}"
+
+
+#: Where the clients look for the server's token when no token file is given.
+TOKEN_ENV: Final = "TRIO_GITALY_TOKEN"
+
+
+def client_token(path: str | None) -> str:
+    """The token in file `path` (stripped), or `$TRIO_GITALY_TOKEN` when no file is given.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    if path is None:
+        return os.environ.get(TOKEN_ENV, "")
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
 
 
 def auth_metadata(token: str) -> list[tuple[str, str]]:

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from trio_gitaly.clients.channel import TOKEN_ENV, client_token
 from trio_gitaly.defaults import EMBEDDED_LISTEN_ADDR
 
 if TYPE_CHECKING:
     import grpc
 
 ADDRESS_ENV: Final = "TRIO_GITALY_ADDRESS"
-TOKEN_ENV: Final = "TRIO_GITALY_TOKEN"
 #: Where the server listens when neither --address nor the environment says: the TCP
 #: listener of the embedded default config (its socket is relative to the server's cwd).
 DEFAULT_ADDRESS: Final = f"tcp://{EMBEDDED_LISTEN_ADDR}"
@@ -174,19 +174,12 @@ def _session(args: argparse.Namespace) -> int:
     tune_for_streaming()
 
     try:
-        token = _token(args.token_file)
+        token = client_token(args.token_file)
         channel = open_channel(address, ca_file=args.ca_file)
     except (AddressError, OSError) as exc:
         _say(str(exc))
         return EXIT_SSH_ERROR
     return _call(channel, remote, _first_request(args, remote), token)
-
-
-def _token(path: str | None) -> str:
-    if path is None:
-        return os.environ.get(TOKEN_ENV, "")
-    with open(path, encoding="utf-8") as f:
-        return f.read().strip()
 
 
 def _first_request(args: argparse.Namespace, remote: RemoteCommand) -> Any:

@@ -22,13 +22,13 @@ import tty
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
+from trio_gitaly.clients.channel import TOKEN_ENV, client_token
 from trio_gitaly.defaults import EMBEDDED_PROMETHEUS_LISTEN_ADDR
 
 if TYPE_CHECKING:
     import trio
     from trio_websocket import WebSocketConnection
 
-TOKEN_ENV: Final = "TRIO_GITALY_TOKEN"
 #: The HTTP listener of the embedded default config.
 DEFAULT_ADDRESS: Final = f"http://{EMBEDDED_PROMETHEUS_LISTEN_ADDR}"
 EVENTS_PATH: Final = "/-/events"
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         url = events_url(args.address)
-        token = _token(args.token_file)
+        token = client_token(args.token_file)
         return trio.run(_main, url, token, args.once, args.json)
     except KeyboardInterrupt:
         return EXIT_OK
@@ -101,13 +101,6 @@ def events_url(address: str) -> str:
     if scheme != "http" or not host:
         raise TopError(f"invalid address {address!r}: expected http://HOST:PORT")
     return f"ws://{host}{EVENTS_PATH}"
-
-
-def _token(path: str | None) -> str:
-    if path is None:
-        return os.environ.get(TOKEN_ENV, "")
-    with open(path, encoding="utf-8") as f:
-        return f.read().strip()
 
 
 async def _main(url: str, token: str, once: bool, as_json: bool) -> int:

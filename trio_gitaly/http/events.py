@@ -146,6 +146,12 @@ def _listeners(tree: NodeView, addresses: Mapping[str, Sequence[str]]) -> list[L
             connections = [c for c in view.children if c.kind == tree_state.CONNECTION]
             entry.connections = len(connections) + view.hidden
             entry.rpcs = sum(len(c.children) + c.hidden for c in connections)
+        elif view is not None:
+            # hypercorn's connections are its own; those with a request in flight are
+            # the distinct clients of the requests (idle keep-alives are not counted).
+            requests = [c for c in view.children if c.kind in (tree_state.RPC, tree_state.REQUEST)]
+            entry.connections = len({c.info.get("client") for c in requests}) + view.hidden
+            entry.rpcs = sum(1 for c in requests if c.kind == tree_state.RPC)
         listeners.append(entry)
     return listeners
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -17,7 +18,8 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from trio_gitaly.http.app import App
+from trio_gitaly import tree_state
+from trio_gitaly.http.app import App, Receive, Scope, Send
 from trio_gitaly.rpc.listeners import LISTEN_BACKLOG, ListenError
 
 LOG = logging.getLogger("trio_gitaly.http")
@@ -63,9 +65,13 @@ async def serve_http(
     *,
     shutdown: trio.Event,
     grace_s: float = HTTP_GRACE_S,
+    request_kind: str = tree_state.REQUEST,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` on the bound socket until `shutdown` is set, then drain.
+
+    Each request is a child of this node in the live tree while it runs, of
+    `request_kind` (the gateway's are RPCs: a clone or push, as over gRPC).
 
     Once `shutdown` is set no connection is accepted; requests in flight get `grace_s`
     to finish, then they are cancelled. The HTTP listener outlives the gRPC drain on
@@ -78,7 +84,7 @@ async def serve_http(
     config.graceful_timeout = grace_s
     config.max_app_queue_size = APP_QUEUE_EVENTS
     # hypercorn types its ASGI protocol and task status more narrowly than trio's.
-    asgi: Any = app
+    asgi: Any = _tracked(app, request_kind)
     status: Any = task_status
     await worker_serve(
         wrap_app(asgi, config.wsgi_max_body_size, "asgi"),
@@ -87,3 +93,30 @@ async def serve_http(
         shutdown_trigger=shutdown.wait,
         task_status=status,
     )
+
+
+def _tracked(app: App, kind: str) -> App:
+    """`app`, with each request in the live tree under the node serving it."""
+
+    async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
+        listener = tree_state.current()
+        if listener is None or scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        name = f"{scope.get('method', 'GET')} {scope['path']}"
+        request = listener.add(name, kind, scope, _describe_request)
+        try:
+            await app(scope, receive, send)
+        finally:
+            listener.remove(request)
+
+    return tracked
+
+
+def _describe_request(scope: Scope) -> Mapping[str, object]:
+    client = scope.get("client")
+    return {
+        "method": f"{scope.get('method', 'GET')} {scope['path']}",
+        "client": f"{client[0]}:{client[1]}" if client else "",
+        "transport": scope["type"],
+    }
