@@ -303,3 +303,45 @@ def test_tmp_dir_errors(locator: Locator) -> None:
         StatusCode.NOT_FOUND,
         "storage does not exist",
     )
+
+
+@pytest.mark.parametrize("entry", ["objects", "refs", "HEAD"])
+def test_a_change_after_validation_is_seen_on_the_next_call(
+    locator: Locator, root: Path, entry: str
+) -> None:
+    """The locator remembers a validated repository, but never past a change to it."""
+    repo_dir = git_init_bare(root / "a.git")
+    repo = Repo("default", "a.git")
+    assert locator.repo_path(repo) == str(repo_dir)
+    assert locator.repo_path(repo) == str(repo_dir)  # remembered
+    target = repo_dir / entry
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+    message = f'repository not valid: "{entry}" does not exist'
+    expect_error(locator, repo, StatusCode.FAILED_PRECONDITION, message)
+
+
+def test_a_removed_or_replaced_repository_is_seen_on_the_next_call(
+    locator: Locator, root: Path, tmp_path: Path
+) -> None:
+    repo_dir = git_init_bare(root / "a.git")
+    repo = Repo("default", "a.git")
+    locator.repo_path(repo)
+    shutil.rmtree(repo_dir)
+    expect_error(locator, repo, StatusCode.NOT_FOUND, "repository not found")
+    # Replaced by a directory that is no repository: a new inode, validated afresh.
+    (root / "a.git").mkdir()
+    expect_error(
+        locator,
+        repo,
+        StatusCode.FAILED_PRECONDITION,
+        'repository not valid: "objects" does not exist',
+    )
+    # And the storage itself gone: the storage's error, as without the memory.
+    shutil.rmtree(root / "a.git")
+    git_init_bare(root / "a.git")
+    locator.repo_path(repo)
+    shutil.move(str(root), str(tmp_path / "elsewhere"))
+    expect_error(locator, repo, StatusCode.NOT_FOUND, "storage does not exist")

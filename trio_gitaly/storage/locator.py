@@ -39,6 +39,7 @@ from trio_gitaly.errors import (
     invalid_argument,
     not_found,
 )
+from trio_gitaly.mounts import filesystem_of, mount_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -53,6 +54,10 @@ TMP_DIR: Final = f"{INTERNAL_DIR}/tmp"
 # Entries whose presence makes a directory a git dir, in the order Gitaly checks them (the
 # first missing one is named in the error).
 _GIT_DIR_ENTRIES: Final = ("objects", "refs", "HEAD")
+#: Repositories whose last successful validation the locator remembers (oldest dropped).
+VALIDATED_REPOSITORIES: Final = 4096
+# A directory's identity and last change: (st_dev, st_ino, st_mtime_ns).
+_Signature = tuple[int, int, int]
 
 _DIR_MODE: Final = 0o700
 
@@ -111,6 +116,10 @@ class Locator:
             by_name[storage.name] = Storage(storage.name, _go_clean(storage.path))
         self._by_name = by_name
         self._storages = tuple(by_name.values())
+        self._on_nfs = _nfs_storages(self._storages)
+        # (storage path, relative path) -> (repository path, its directory's stat
+        # signature when it last passed `_validate_git_dir`); see `repo_path`.
+        self._validated: dict[tuple[str, str], tuple[str, _Signature]] = {}
 
     @property
     def storages(self) -> tuple[Storage, ...]:
@@ -150,13 +159,28 @@ class Locator:
             raise invalid_argument("repository path not set")
 
         storage_path = self.storage_path(repo.storage_name)
+        key = (storage_path, relative_path)
+        known = self._validated.get(key) if must_exist else None
+        # Removing or replacing objects, refs or HEAD changes the directory's mtime, and
+        # removing the repository fails the stat: an unchanged directory is still valid,
+        # so the per-entry stats (and the storage's) are only needed again after a change.
+        if known is not None and _signature(known[0]) == known[1]:
+            if storage_path in self._on_nfs:
+                _revalidate_packed_refs(known[0])
+            return known[0]
         _stat_storage(storage_path)
 
         path = self._contained_path(storage_path, relative_path)
         if must_exist:
-            self._validate_git_dir(
-                path, storage_name=repo.storage_name, relative_path=relative_path
+            info = self._validate_git_dir(
+                path,
+                nfs=storage_path in self._on_nfs,
+                storage_name=repo.storage_name,
+                relative_path=relative_path,
             )
+            if len(self._validated) >= VALIDATED_REPOSITORIES:
+                del self._validated[next(iter(self._validated))]
+            self._validated[key] = (path, (info.st_dev, info.st_ino, info.st_mtime_ns))
         return path
 
     def validate_repo_dir(self, path: str) -> None:
@@ -223,7 +247,7 @@ class Locator:
         return path
 
     @staticmethod
-    def _validate_git_dir(path: str, **metadata: Any) -> None:
+    def _validate_git_dir(path: str, *, nfs: bool = True, **metadata: Any) -> os.stat_result:
         try:
             info = os.stat(path)
         except OSError as exc:
@@ -246,11 +270,36 @@ class Locator:
                     f'validate git directory: stat "{entry}": {exc.strerror}', path
                 ) from exc
 
-        # NFS v4.0 client workaround (gitaly#1339): stat-ing packed-refs revalidates the
-        # cached directory entry so that a later open does not hit a stale handle. Whether
-        # the file exists does not matter.
-        with contextlib.suppress(OSError):
-            os.stat(posixpath.join(path, "packed-refs"))
+        if nfs:
+            _revalidate_packed_refs(path)
+        return info
+
+
+def _signature(path: str) -> _Signature | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_mtime_ns)
+
+
+def _nfs_storages(storages: Sequence[Storage]) -> frozenset[str]:
+    """The storage paths on NFS; all of them when the mount table cannot be read."""
+    try:
+        table = mount_table()
+    except OSError:
+        return frozenset(storage.path for storage in storages)
+    return frozenset(
+        storage.path for storage in storages if filesystem_of(storage.path, table).startswith("nfs")
+    )
+
+
+def _revalidate_packed_refs(path: str) -> None:
+    # NFS v4.0 client workaround (gitaly#1339): stat-ing packed-refs revalidates the
+    # cached directory entry so that a later open does not hit a stale handle. Whether
+    # the file exists does not matter; other filesystems have no such cache to refresh.
+    with contextlib.suppress(OSError):
+        os.stat(posixpath.join(path, "packed-refs"))
 
 
 def is_repository(path: str) -> bool:
