@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from trio_gitaly.limits.cgroups._files import (
-    MOUNTINFO,
     PROCS_FILE,
-    mount_table,
     procs,
     read_int,
     read_keyed,
@@ -24,6 +22,7 @@ from trio_gitaly.limits.cgroups._files import (
     remove_tree,
     write_value,
 )
+from trio_gitaly.mounts import MOUNTINFO, mount_table
 
 if TYPE_CHECKING:
     from trio_gitaly.config_limits import CgroupsConfig
