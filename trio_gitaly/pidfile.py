@@ -9,12 +9,12 @@ half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Final
+
+from trio_gitaly.storage.durable import replace_file
 
 LOG = logging.getLogger("trio_gitaly.server")
 
@@ -38,20 +38,8 @@ def write_pid_file(path: str, pid: int | None = None) -> None:
     Raises:
         OSError: the temporary file could not be written or renamed into place.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=".pid-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(f"{os.getpid() if pid is None else pid}\n")
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp makes the file 0600; a pid file is meant to be read by others.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    # A pid file is meant to be read by others (supervisors, scripts).
+    replace_file(path, f"{os.getpid() if pid is None else pid}\n".encode(), mode=0o644)
 
 
 def read_pid_file(path: str) -> int | None:

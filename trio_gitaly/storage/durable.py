@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 
 from trio_gitaly.errors import GitalyError, StatusCode
@@ -23,6 +24,30 @@ def sync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(path: str, content: bytes, *, mode: int = 0o600) -> None:
+    """Atomically make `path` hold `content` (mode `mode`), synced before it appears.
+
+    Written to a temporary file in the same directory, fsync-ed, then renamed over
+    `path`: a reader sees the old file or the whole new one, never a part.
+
+    Raises:
+        OSError: the file could not be written or renamed; nothing is left behind.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with open(fd, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def sync_tree(root: str) -> None:

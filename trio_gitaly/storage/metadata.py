@@ -7,15 +7,13 @@ content matches Gitaly's encoder byte for byte: `{"gitaly_filesystem_id":"<uuid4
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import uuid
 from typing import Final
 
 import msgspec
 
-from trio_gitaly.storage.durable import sync_dir
+from trio_gitaly.storage.durable import replace_file, sync_dir
 
 METADATA_FILE: Final = ".gitaly-metadata"
 
@@ -45,19 +43,7 @@ def ensure_metadata(storage_path: str) -> str:
 
     filesystem_id = str(uuid.uuid4())
     content = msgspec.json.encode(_Metadata(filesystem_id)) + b"\n"
-    # mkstemp creates the file with mode 0600 in the same directory, so the rename below
-    # stays on one filesystem and is atomic.
-    fd, tmp_path = tempfile.mkstemp(prefix=METADATA_FILE + ".", dir=storage_path)
-    try:
-        with open(fd, "wb") as tmp:
-            tmp.write(content)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.rename(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_path)
-        raise
+    replace_file(path, content)
     sync_dir(storage_path)
     return filesystem_id
 
