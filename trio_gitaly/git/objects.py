@@ -1,6 +1,7 @@
 """Parsing of raw git objects: commits, tags and trees, for SHA-1 and SHA-256 repositories.
 
-Pure functions, bytes in and frozen dataclasses out. Commits and tags are parsed as
+Pure functions, bytes in and frozen msgspec Structs out (a tenth of a dataclass's
+construction cost, which was half of parsing a commit). Commits and tags are parsed as
 Gitaly's catfile parser does (internal/git/catfile/parse_commit.go, parser.go), which
 follows git's own header rules and tolerates the malformed objects git tolerates, so
 that every RPC reports the same fields Gitaly would.
@@ -9,8 +10,9 @@ that every RPC reports the same fields Gitaly would.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from trio_gitaly.git.trailers import commit_trailers as commit_trailers
 from trio_gitaly.git.trailers import trailers as trailers
@@ -54,8 +56,7 @@ _TREE_MODE: Final = 0o040000
 _SUBMODULE_MODE: Final = 0o160000
 
 
-@dataclass(frozen=True)
-class Signature:
+class Signature(msgspec.Struct, frozen=True):
     """An author, committer or tagger line: "Name <email> 1700000000 +0100".
 
     Attributes:
@@ -72,8 +73,7 @@ class Signature:
     timezone: bytes = b""
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(msgspec.Struct, frozen=True):
     """A parsed commit object.
 
     Attributes:
@@ -112,8 +112,7 @@ class Commit:
         return self.message
 
 
-@dataclass(frozen=True)
-class Tag:
+class Tag(msgspec.Struct, frozen=True):
     """A parsed annotated tag object.
 
     Attributes:
@@ -135,8 +134,7 @@ class Tag:
     signature: bytes = b""
 
 
-@dataclass(frozen=True)
-class TreeEntry:
+class TreeEntry(msgspec.Struct, frozen=True):
     """One entry of a tree object.
 
     Attributes:
@@ -205,12 +203,72 @@ def parse_commit(oid: str, data: bytes) -> Commit:
         oid: the commit's id, reported as given.
         data: the object's content (`git cat-file commit`).
     """
-    tree = ""
-    parents: list[str] = []
-    author = committer = Signature(b"")
-    encoding = b""
+    # The common commit (no signature, every header line well formed) is its own
+    # signed payload: split it at the blank line instead of walking it byte by byte.
+    end = data.find(b"\n\n")
+    head = data if end < 0 else data[: end + 1]
+    if not data.startswith(b"\n") and b"gpgsig" not in head:
+        headers = _CommitHeaders()
+        for line in head.split(b"\n"):
+            key, space, value = line.partition(b" ")
+            if space:
+                headers.add(key, value)
+            elif line:
+                return _parse_commit_lines(oid, data)
+        return headers.commit(oid, b"" if end < 0 else data[end + 2 :], b"", data)
+    return _parse_commit_lines(oid, data)
+
+
+class _CommitHeaders:
+    """The interpreted headers of a commit, in the order they come."""
+
+    __slots__ = ("author", "committer", "encoding", "extra", "parents", "tree")
+
+    def __init__(self) -> None:
+        self.tree = ""
+        self.parents: list[str] = []
+        self.author = self.committer = Signature(b"")
+        self.encoding = b""
+        self.extra: list[list[bytes]] = []
+
+    def add(self, key: bytes, value: bytes) -> None:
+        """One header line, split at its first space, without its newline."""
+        if key == b"tree":
+            self.tree = _text(value)
+        elif key == b"parent":
+            self.parents.append(_text(value))
+        elif key == b"author":
+            self.author = parse_signature(value)
+        elif key == b"committer":
+            self.committer = parse_signature(value)
+        elif key == b"encoding":
+            self.encoding = value
+        elif key == b"" and self.extra:
+            # A continuation line of the previous extra header (mergetag's tag text).
+            self.extra[-1][1] += b"\n" + value
+        elif key:
+            self.extra.append([key, value])
+
+    def commit(self, oid: str, message: bytes, signature: bytes, payload: bytes) -> Commit:
+        """The parsed commit."""
+        return Commit(
+            oid=oid,
+            tree=self.tree,
+            parents=tuple(self.parents),
+            author=self.author,
+            committer=self.committer,
+            message=message,
+            encoding=self.encoding,
+            signature=signature,
+            signed_payload=payload,
+            extra_headers=tuple((key, value) for key, value in self.extra) if self.extra else (),
+        )
+
+
+def _parse_commit_lines(oid: str, data: bytes) -> Commit:
+    """`parse_commit` for any commit: signed, or with malformed header lines."""
+    headers = _CommitHeaders()
     signatures: list[bytearray] = []
-    extra: list[list[bytes]] = []
     payload = bytearray()
     state = "header"
     pos = 0
@@ -246,33 +304,9 @@ def parse_commit(oid: str, data: bytes) -> Commit:
             state = "signature"
             continue
         payload += line
-        if key == b"tree":
-            tree = _text(value)
-        elif key == b"parent":
-            parents.append(_text(value))
-        elif key == b"author":
-            author = parse_signature(value)
-        elif key == b"committer":
-            committer = parse_signature(value)
-        elif key == b"encoding":
-            encoding = value
-        elif key == b"" and extra:
-            # A continuation line of the previous extra header (mergetag's tag text).
-            extra[-1][1] += b"\n" + value
-        elif key:
-            extra.append([key, value])
-    return Commit(
-        oid=oid,
-        tree=tree,
-        parents=tuple(parents),
-        author=author,
-        committer=committer,
-        message=message,
-        encoding=encoding,
-        signature=bytes(signatures[0]).removesuffix(b"\n") if signatures else b"",
-        signed_payload=bytes(payload),
-        extra_headers=tuple((key, value) for key, value in extra),
-    )
+        headers.add(key, value)
+    signature = bytes(signatures[0]).removesuffix(b"\n") if signatures else b""
+    return headers.commit(oid, message, signature, bytes(payload))
 
 
 def parse_tag(oid: str, data: bytes, *, name: bytes | None = None) -> Tag:
