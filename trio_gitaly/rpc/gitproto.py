@@ -7,8 +7,6 @@ rule, the date fallback, signature types) are decided once.
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from trio_gitaly.git.objects import Commit, Signature, Tag, signature_type
 from trio_gitaly.git.trailers import commit_trailers
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
@@ -24,14 +22,17 @@ _SIGNATURE_TYPES = {
 }
 
 
-def commit_author(signature: Signature) -> shared_pb2.CommitAuthor:
-    """An author, committer or tagger line as a CommitAuthor (no date when it had none)."""
-    author = shared_pb2.CommitAuthor(
-        name=signature.name, email=signature.email, timezone=signature.timezone
-    )
+def fill_author(author: shared_pb2.CommitAuthor, signature: Signature) -> None:
+    """Write an author, committer or tagger line into `author` (no date when it had none).
+
+    Filled in place: building a CommitAuthor and copying it in costs twice as much, and
+    every commit an RPC answers has two.
+    """
+    author.name = signature.name
+    author.email = signature.email
+    author.timezone = signature.timezone
     if signature.timestamp is not None:
-        author.date.CopyFrom(Timestamp(seconds=signature.timestamp))
-    return author
+        author.date.seconds = signature.timestamp
 
 
 def git_commit(commit: Commit, *, with_trailers: bool = False) -> shared_pb2.GitCommit:
@@ -50,9 +51,9 @@ def git_commit(commit: Commit, *, with_trailers: bool = False) -> shared_pb2.Git
         encoding=commit.encoding.decode("utf-8", "replace"),
     )
     if commit.author.name or commit.author.email or commit.author.timestamp is not None:
-        result.author.CopyFrom(commit_author(commit.author))
+        fill_author(result.author, commit.author)
     if commit.committer.name or commit.committer.email or commit.committer.timestamp is not None:
-        result.committer.CopyFrom(commit_author(commit.committer))
+        fill_author(result.committer, commit.committer)
     if with_trailers:
         result.trailers.extend(
             shared_pb2.CommitTrailer(key=key, value=value)
@@ -76,7 +77,7 @@ def git_tag(
         else shared_pb2.NONE,
     )
     if tag.tagger is not None:
-        result.tagger.CopyFrom(commit_author(tag.tagger))
+        fill_author(result.tagger, tag.tagger)
     if target_commit is not None:
         result.target_commit.CopyFrom(git_commit(target_commit))
     return result
