@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import socket
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -51,6 +53,20 @@ def auth_metadata(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {sign(token, int(time.time()))}")]
 
 
+def parse_address(address: str) -> tuple[str, str]:
+    """Split a client address into its scheme and target ("unix", "/run/x.sock").
+
+    Raises:
+        AddressError: an unknown scheme or an empty target.
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in SCHEMES or not rest.strip("/"):
+        raise AddressError(
+            f"invalid address {address!r}: use unix:///path, tcp://host:port or tls://host:port"
+        )
+    return scheme, rest
+
+
 def open_channel(address: str, *, ca_file: str | None = None) -> grpc.Channel:
     """A grpcio channel to `address` (unix:///path, tcp://host:port, tls://host:port).
 
@@ -62,11 +78,7 @@ def open_channel(address: str, *, ca_file: str | None = None) -> grpc.Channel:
     """
     import grpc  # deferred: a hook that exits early never pays for it
 
-    scheme, sep, rest = address.partition("://")
-    if not sep or scheme not in SCHEMES or not rest.strip("/"):
-        raise AddressError(
-            f"invalid address {address!r}: use unix:///path, tcp://host:port or tls://host:port"
-        )
+    scheme, rest = parse_address(address)
     options = [
         ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -81,3 +93,48 @@ def open_channel(address: str, *, ca_file: str | None = None) -> grpc.Channel:
             roots = pem.read()
     credentials = grpc.ssl_channel_credentials(root_certificates=roots)
     return grpc.secure_channel(rest, credentials, options=options)
+
+
+@dataclass(frozen=True)
+class Dialled:
+    """A connected socket and what an HTTP/2 request on it names."""
+
+    sock: socket.socket
+    scheme: str  # ":scheme": "http" or "https"
+    authority: str  # ":authority": the host, or "localhost" for a unix socket
+
+
+def dial(scheme: str, target: str, *, ca_file: str | None = None) -> Dialled:
+    """A blocking socket to a `parse_address` target, TLS (ALPN h2) for "tls".
+
+    `ca_file` (PEM) replaces the system's trusted roots for TLS.
+
+    Raises:
+        AddressError: a tcp or tls target without a port.
+        OSError: the connection, or the TLS handshake and verification, failed.
+    """
+    if scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(target)
+        except OSError:
+            sock.close()
+            raise
+        return Dialled(sock, "http", "localhost")
+    host, sep, port = target.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit():
+        raise AddressError(f"invalid address {target!r}: expected host:port")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if scheme == "tcp":
+        return Dialled(sock, "http", host)
+    import ssl  # deferred: only TLS pays for it
+
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols(["h2"])
+    try:
+        return Dialled(context.wrap_socket(sock, server_hostname=host), "https", host)
+    except OSError:
+        sock.close()
+        raise

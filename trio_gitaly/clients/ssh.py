@@ -7,22 +7,19 @@ the host is ignored. Before that, git probes its ssh program with `-G HOST`: ans
 it (exit 0) makes git treat us as OpenSSH, the variant it hands protocol v2 to (in the
 GIT_PROTOCOL environment variable, which we forward as `git_protocol`).
 
-The process lives for one git session: imports of grpc and the generated messages are
-deferred to the call, and the process ends with os._exit (grpcio's request thread may
-still be blocked reading our stdin).
+The process lives for one git session: the imports of the call's machinery are deferred
+to the call (git's probe never pays for them), and the process ends with os._exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import select
 import shlex
 import signal
 import stat
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -30,7 +27,7 @@ from trio_gitaly.clients.channel import TOKEN_ENV, client_token
 from trio_gitaly.defaults import EMBEDDED_LISTEN_ADDR
 
 if TYPE_CHECKING:
-    import grpc
+    from trio_gitaly.clients.channel import Dialled
 
 ADDRESS_ENV: Final = "TRIO_GITALY_ADDRESS"
 #: Where the server listens when neither --address nor the environment says: the TCP
@@ -59,7 +56,6 @@ RPCS: Final = {
     "git-receive-pack": "SSHReceivePack",
     "git-upload-archive": "SSHUploadArchive",
 }
-_READER_GONE: Final = select.POLLERR | select.POLLHUP | select.POLLNVAL
 # Codes that mean "this repository cannot be served", which ssh servers report as 128.
 _FATAL_CODES: Final = ("NOT_FOUND", "INVALID_ARGUMENT")
 
@@ -168,18 +164,28 @@ def _session(args: argparse.Namespace) -> int:
         _say(str(exc))
         return EXIT_FATAL
     address = args.address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
-    from trio_gitaly.clients.channel import AddressError, open_channel
+    from trio_gitaly.clients.channel import AddressError, dial, parse_address
     from trio_gitaly.malloc import tune_for_streaming
 
     tune_for_streaming()
 
     try:
         token = client_token(args.token_file)
-        channel = open_channel(address, ca_file=args.ca_file)
+        scheme, target = parse_address(address)
     except (AddressError, OSError) as exc:
         _say(str(exc))
         return EXIT_SSH_ERROR
-    return _call(channel, remote, _first_request(args, remote), token)
+    try:
+        dialled = dial(scheme, target, ca_file=args.ca_file)
+    except AddressError as exc:
+        _say(str(exc))
+        return EXIT_SSH_ERROR
+    except OSError as exc:
+        # UNAVAILABLE, as gRPC clients report a server they cannot reach.
+        _say(f"failed to connect to {address}: {exc} (UNAVAILABLE)")
+        return EXIT_FAILURE
+    with dialled.sock:
+        return _call(dialled, remote, _first_request(args, remote), token)
 
 
 def _first_request(args: argparse.Namespace, remote: RemoteCommand) -> Any:
@@ -218,88 +224,80 @@ def _login() -> str:
         return ""
 
 
-def _call(channel: grpc.Channel, remote: RemoteCommand, first: Any, token: str) -> int:
-    import grpc
-
+def _call(dialled: Dialled, remote: RemoteCommand, first: Any, token: str) -> int:
     from trio_gitaly.clients.channel import auth_metadata
+    from trio_gitaly.clients.relay_call import PeerGone, Relay, call
     from trio_gitaly.rpc.gen.gitaly import ssh_pb2
 
     request_type = type(first)
-    response_type = getattr(ssh_pb2, f"{remote.rpc}Response")
-    method = channel.stream_stream(
-        f"/gitaly.SSHService/{remote.rpc}",
-        request_serializer=request_type.SerializeToString,
-        response_deserializer=response_type.FromString,
-    )
-    responses = method(_requests(first, request_type), metadata=auth_metadata(token))
-    git_gone = threading.Event()
-    finished = threading.Event()
-
-    def on_git_gone() -> None:
-        git_gone.set()
-        responses.cancel()
-
-    _watch_git(finished, on_git_gone)
+    parse_response = getattr(ssh_pb2, f"{remote.rpc}Response").FromString
     exit_status: int | None = None
+
+    def on_message(data: bytes) -> None:
+        nonlocal exit_status
+        response = parse_response(data)
+        if response.stdout:
+            _write_all(1, response.stdout)
+        if response.stderr:
+            _write_stderr(response.stderr)
+        if response.HasField("exit_status"):
+            exit_status = response.exit_status.value
+
+    relay = Relay(
+        input_fd=0,
+        wrap_input=lambda chunk: request_type(stdin=chunk).SerializeToString(),
+        on_message=on_message,
+        input_chunk_bytes=STDIN_CHUNK_BYTES,
+        watch_fd=_watchable_stdout(),
+        peer_gone=_lineage_check(),
+        watch_interval_s=GIT_WATCH_INTERVAL_S,
+    )
     try:
-        for response in responses:
-            if response.stdout:
-                _write_all(1, response.stdout)
-            if response.stderr:
-                _write_stderr(response.stderr)
-            if response.HasField("exit_status"):
-                exit_status = response.exit_status.value
-    except BrokenPipeError:
-        # git is gone: end the call now, so that the server kills its git at once.
-        responses.cancel()
+        status = call(
+            dialled.sock,
+            f"/gitaly.SSHService/{remote.rpc}",
+            first=first.SerializeToString(),
+            relay=relay,
+            metadata=auth_metadata(token),
+            authority=dialled.authority,
+            scheme=dialled.scheme,
+        )
+    except (BrokenPipeError, PeerGone):
+        # git is gone: the stream was reset, so the server kills its git at once.
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
-        responses.cancel()
-        raise
-    except grpc.RpcError as error:
-        if git_gone.is_set():
-            return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        _say(f"connection to the server failed: {exc} (UNAVAILABLE)")
+        return exit_status or EXIT_FAILURE
+    if status.code != 0:
         # The failed call is the error: it has the status code and details.
-        code = error.code()
-        _say(f"{error.details()} ({code.name})")
+        _say(f"{status.message} ({status.code_name})")
         if exit_status:
             return exit_status
-        return EXIT_FATAL if code.name in _FATAL_CODES else EXIT_FAILURE
-    finally:
-        finished.set()
+        return EXIT_FATAL if status.code_name in _FATAL_CODES else EXIT_FAILURE
     return EXIT_OK if exit_status is None else exit_status
 
 
-def _requests(first: Any, request_type: Any) -> Iterator[Any]:
-    # grpcio consumes this in a thread of its own; when it ends, the request stream is
-    # half-closed, which is how git's "I have nothing more to say" reaches the server.
-    yield first
-    while True:
-        try:
-            chunk = os.read(0, STDIN_CHUNK_BYTES)
-        except OSError:
-            return
-        if not chunk:
-            return
-        yield request_type(stdin=chunk)
-
-
-def _watch_git(finished: threading.Event, on_gone: Callable[[], None]) -> None:
-    """Call `on_gone` (from a thread) if git dies before the call has `finished`.
+def _watchable_stdout() -> int | None:
+    """Our stdout when git's death can show on it (a pipe or socket), else None.
 
     git killed mid-clone may leave us waiting for the server with nothing to write, so
     a failed write cannot be the only sign. Once nobody reads our stdout (the kernel
     flags the write end of a pipe, POLLERR, or socket, POLLHUP), git either died or
-    finished and waits for our exit status: only the first reparents its children.
-    So we then watch our parent, and its parent (git runs us through `sh -c` when
-    GIT_SSH_COMMAND has arguments). A stdout that is no pipe or socket is not watched.
+    finished and waits for our exit status: `_lineage_check` tells which.
     """
     try:
         mode = os.fstat(1).st_mode
     except OSError:  # not open: nothing to watch
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return
+        return None
+    return 1 if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
+
+
+def _lineage_check() -> Callable[[], bool]:
+    """A test of whether git died: only a dead git reparents its children.
+
+    It watches our parent, and its parent (git runs us through `sh -c` when
+    GIT_SSH_COMMAND has arguments).
+    """
     parent = os.getppid()
     grandparent = _parent_of(parent)
 
@@ -308,17 +306,7 @@ def _watch_git(finished: threading.Event, on_gone: Callable[[], None]) -> None:
             grandparent is not None and _parent_of(parent) != grandparent
         )
 
-    def watch() -> None:
-        poller = select.poll()
-        poller.register(1, 0)  # no events asked for: errors and hang-ups still come
-        while not any(events & _READER_GONE for _, events in poller.poll()):
-            pass
-        while not finished.wait(GIT_WATCH_INTERVAL_S):
-            if lineage_broken():
-                on_gone()
-                return
-
-    threading.Thread(target=watch, name="watch-git", daemon=True).start()
+    return lineage_broken
 
 
 def _parent_of(pid: int) -> int | None:
