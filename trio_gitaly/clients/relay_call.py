@@ -1,13 +1,14 @@
 """One bidirectional-streaming gRPC call relayed between file descriptors, in one thread.
 
 `trio-gitaly ssh` turns git's output into request messages and the server's answers
-into git's input. grpcio did this with a request thread and its own pollers, handing
-every HTTP/2 frame between threads: per 110 MB clone, ~28,000 futex calls and 0.4 s of
-the helper's CPU, competing with the two git processes for the machine's cores; and its
-import (with asyncio) was most of the helper's start-up. Here the call runs on purerpc's
-sans-IO connection, the gRPC framing our server uses, over a blocking socket, with one
-poll(2) loop over the socket, git's output and (for hang-ups) git's input. In the clone
-benchmark this took the helper from 1.06x to ~1.03x of a direct clone.
+into git's input; the hook entry point does the same with a hook's stdin and output.
+grpcio did this with a request thread and its own pollers, handing every HTTP/2 frame
+between threads: per 110 MB clone, ~28,000 futex calls and 0.4 s of the helper's CPU,
+competing with the two git processes for the machine's cores; and its import (with
+asyncio) was most of a short call's start-up. Here the call runs on purerpc's sans-IO
+connection, the gRPC framing our server uses, over a blocking socket, with one poll(2)
+loop over the socket, the input and (for hang-ups) the output. In the clone benchmark
+this took the helper from 1.06x to ~1.03x of a direct clone.
 
 h2 3.2 closes the whole connection on any GOAWAY, while our server (like Gitaly) drains
 with a GOAWAY that refuses nothing and then lets calls in flight finish: a GOAWAY that
@@ -70,17 +71,18 @@ class Relay:
     """What the call reads, and what it does with each answer.
 
     Attributes:
-        input_fd: read to EOF; each chunk becomes one request (`wrap_input`).
+        input_fd: read to EOF; each chunk becomes one request (`wrap_input`). None for
+            a call whose only request is the first (the call is half-closed at once).
         on_message: called with each serialized response message, in order; whatever
             it raises cancels the call and propagates.
         watch_fd: a descriptor whose hang-up (POLLERR/POLLHUP) means the peer may be
             gone; from then on `peer_gone` is asked every `watch_interval_s`.
     """
 
-    input_fd: int
-    wrap_input: Callable[[bytes], bytes]
+    input_fd: int | None
     on_message: Callable[[bytes], None]
-    input_chunk_bytes: int
+    wrap_input: Callable[[bytes], bytes] = bytes
+    input_chunk_bytes: int = 64 * 1024
     watch_fd: int | None = None
     peer_gone: Callable[[], bool] = lambda: False
     watch_interval_s: float = 0.05
@@ -102,11 +104,12 @@ def call(
     `relay.input_fd`; its EOF half-closes the call. Responses go to `relay.on_message`.
     Reading stops while the server's window is full, so nothing buffers unboundedly.
 
+    A socket that fails or closes ends the call UNAVAILABLE, as gRPC clients report it.
+
     Raises:
         PeerGone: `relay.peer_gone` said so; the stream was reset (CANCEL).
         Exception: whatever `relay.on_message` raised (a BrokenPipeError when git
             stopped reading); the stream was reset first.
-        OSError: the socket failed.
     """
     connection = _Connection()
     connection.initiate_connection()
@@ -141,7 +144,7 @@ class _Loop:
         self._relay = relay
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
-        self._input_open = True
+        self._input_open = relay.input_fd is not None
         self._input_polled = False
         self._half_closed = False
         self._watching = False
@@ -149,6 +152,12 @@ class _Loop:
             self._poller.register(relay.watch_fd, 0)  # errors and hang-ups only
 
     def run(self) -> CallStatus:
+        try:
+            return self._run()
+        except _SocketError as exc:
+            return CallStatus(_UNAVAILABLE, f"connection to the server failed: {exc.__cause__}")
+
+    def _run(self) -> CallStatus:
         self._flush()
         while True:
             timeout_ms = self._relay.watch_interval_s * 1000 if self._watching else None
@@ -175,7 +184,10 @@ class _Loop:
             return  # the stream or the socket is already gone: nothing left to cancel
 
     def _receive(self) -> CallStatus | None:
-        data = self._sock.recv(RECV_BYTES)
+        try:
+            data = self._sock.recv(RECV_BYTES)
+        except OSError as exc:
+            raise _SocketError from exc
         if not data:
             return CallStatus(_UNAVAILABLE, "the server closed the connection")
         for event in self._connection.receive_data(data):
@@ -197,6 +209,7 @@ class _Loop:
         return None
 
     def _read_input(self) -> None:
+        assert self._relay.input_fd is not None
         chunk = os.read(self._relay.input_fd, self._relay.input_chunk_bytes)
         if chunk:
             self._pending.write_message(self._relay.wrap_input(chunk))
@@ -214,16 +227,24 @@ class _Loop:
             self._half_closed = True
         data = connection.data_to_send()
         if data:
-            self._sock.sendall(data)
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                raise _SocketError from exc
         # Read git's output only when the last of it has left: the server's window
         # bounds what we hold.
         want_input = self._input_open and not len(self._pending)
         if want_input != self._input_polled:
+            assert self._relay.input_fd is not None
             if want_input:
                 self._poller.register(self._relay.input_fd, select.POLLIN)
             else:
                 self._poller.unregister(self._relay.input_fd)
             self._input_polled = want_input
+
+
+class _SocketError(Exception):
+    """The socket failed (its OSError is the cause): kept apart from git's pipes' errors."""
 
 
 class _DrainTolerantH2(h2.connection.H2Connection):  # type: ignore[misc]

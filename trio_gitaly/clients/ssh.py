@@ -265,9 +265,6 @@ def _call(dialled: Dialled, remote: RemoteCommand, first: Any, token: str) -> in
     except (BrokenPipeError, PeerGone):
         # git is gone: the stream was reset, so the server kills its git at once.
         return EXIT_BROKEN_PIPE
-    except OSError as exc:
-        _say(f"connection to the server failed: {exc} (UNAVAILABLE)")
-        return exit_status or EXIT_FAILURE
     if status.code != 0:
         # The failed call is the error: it has the status code and details.
         _say(f"{status.message} ({status.code_name})")
