@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    import grpc
+from typing import Final
 
 #: Address schemes a client accepts: a unix socket path, or host:port in clear or TLS.
 SCHEMES: Final = ("unix", "tcp", "tls")
-# Gitaly's clients send large stdin chunks; match the server's default message bound.
-_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
 
 class AddressError(ValueError):
@@ -25,6 +18,11 @@ class AddressError(ValueError):
 
 def sign(token: str, timestamp: int) -> str:
     """The v2 bearer credential for `timestamp`: "v2.<hex HMAC-SHA256>.<timestamp>"."""
+    # Deferred: OpenSSL's hashlib is a tenth of the ssh helper's imports, and most
+    # sessions carry no token.
+    import hashlib
+    import hmac
+
     message = str(timestamp)
     signature = hmac.new(token.encode(), message.encode(), hashlib.sha256).hexdigest()
     return f"v2.{signature}.{message}"
@@ -65,34 +63,6 @@ def parse_address(address: str) -> tuple[str, str]:
             f"invalid address {address!r}: use unix:///path, tcp://host:port or tls://host:port"
         )
     return scheme, rest
-
-
-def open_channel(address: str, *, ca_file: str | None = None) -> grpc.Channel:
-    """A grpcio channel to `address` (unix:///path, tcp://host:port, tls://host:port).
-
-    `ca_file` (PEM) replaces the system's trusted roots for a tls:// address.
-
-    Raises:
-        AddressError: an unknown scheme or an empty target.
-        OSError: `ca_file` cannot be read.
-    """
-    import grpc  # deferred: a hook that exits early never pays for it
-
-    scheme, rest = parse_address(address)
-    options = [
-        ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-    ]
-    if scheme == "unix":
-        return grpc.insecure_channel(f"unix://{rest}", options=options)
-    if scheme == "tcp":
-        return grpc.insecure_channel(rest, options=options)
-    roots = None
-    if ca_file is not None:
-        with open(ca_file, "rb") as pem:
-            roots = pem.read()
-    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-    return grpc.secure_channel(rest, credentials, options=options)
 
 
 @dataclass(frozen=True)

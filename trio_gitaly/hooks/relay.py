@@ -1,23 +1,23 @@
 """A requested hook calls HookService over the internal socket and relays the answer.
 
-grpcio's blocking client suits a process that lives for one call: the request iterator
-(stdin, read as it arrives) runs in grpcio's own thread while this thread writes each
-answer's stderr and stdout out at once, so a hook's output reaches the pushing client
-while the hook still runs. Imported only for requested hooks (see `entry`).
+The call runs in one thread (`clients.relay_call`, as the ssh helper's): stdin is sent as
+it arrives while each answer's stderr and stdout are written out at once, so a hook's
+output reaches the pushing client while the hook still runs. Imported only for requested
+hooks (see `entry`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from trio_gitaly.clients.channel import AddressError, auth_metadata, open_channel
+from trio_gitaly.clients.channel import AddressError, auth_metadata, dial, parse_address
+from trio_gitaly.clients.relay_call import Relay, call
 from trio_gitaly.hooks.entry import TRANSACTION_STATES, write_all
 from trio_gitaly.hooks.payload import Hook, HooksPayload
 from trio_gitaly.rpc.gen.gitaly import hook_pb2, shared_pb2
@@ -27,7 +27,7 @@ _SERVICE: Final = "/gitaly.HookService/"
 STDIN_CHUNK_BYTES: Final = 128 * 1024
 # Go's strconv.Atoi: an optional sign and ASCII digits (int() would take "1_0", " 1").
 _GO_INT: Final = re.compile(r"[+-]?[0-9]+")
-# What grpcio accepts in a text metadata value.
+# What gRPC allows in a text metadata value: printable ASCII.
 _METADATA_VALUE: Final = re.compile(r"[\x20-\x7e]*")
 
 
@@ -86,20 +86,56 @@ def call_hook(
         raise HookCallError(f"payload repository: {exc}") from exc
     metadata = _metadata(payload)
     try:
-        channel = open_channel(f"unix://{payload.internal_socket}")
+        scheme, target = parse_address(f"unix://{payload.internal_socket}")
     except AddressError as exc:
         raise HookCallError(f"payload internal_socket: {exc}") from exc
-    with channel:
+    try:
+        method, first, response_type, request_type = _request(
+            hook, list(args), repository, environment
+        )
+    except ValueError as exc:
+        # An argument or variable protobuf cannot carry (not UTF-8).
+        raise HookCallError(f"building the request: {exc}") from exc
+    try:
+        dialled = dial(scheme, target)
+    except OSError as exc:
+        raise HookCallError(f"connecting to HookService: {exc}") from exc
+    exit_status = 0
+
+    def on_message(data: bytes) -> None:
+        nonlocal exit_status
+        response = response_type.FromString(data)
+        if response.HasField("exit_status"):
+            exit_status = response.exit_status.value
+        # stderr first, as gitaly-hooks does for a message that carries both.
+        if response.stderr:
+            write_all(2, response.stderr)
+        if response.stdout:
+            write_all(1, response.stdout)
+
+    relay = Relay(
+        # UpdateHook takes no stdin: its one request is the whole call.
+        input_fd=None if request_type is None else 0,
+        on_message=on_message,
+        wrap_input=lambda chunk: request_type(stdin=chunk).SerializeToString(),
+        input_chunk_bytes=STDIN_CHUNK_BYTES,
+    )
+    with dialled.sock:
         try:
-            responses = _start(channel, hook, list(args), repository, environment, metadata)
-            return _relay(responses)
-        except grpc.RpcError as exc:
-            raise HookCallError(f"calling HookService: {exc}") from exc
+            status = call(
+                dialled.sock,
+                _SERVICE + method,
+                first=first.SerializeToString(),
+                relay=relay,
+                metadata=metadata,
+                authority=dialled.authority,
+                scheme=dialled.scheme,
+            )
         except OSError as exc:
             raise HookCallError(f"relaying output: {exc}") from exc
-        except ValueError as exc:
-            # An argument or variable protobuf cannot carry (not UTF-8).
-            raise HookCallError(f"building the request: {exc}") from exc
+    if status.code != 0:
+        raise HookCallError(f"calling HookService: {status.message} ({status.code_name})")
+    return int(exit_status)
 
 
 def push_options() -> list[str]:
@@ -117,7 +153,7 @@ def _metadata(payload: HooksPayload) -> list[tuple[str, str]]:
     metadata = auth_metadata(payload.internal_socket_token)
     user = payload.user_details
     if user is not None:
-        # gitaly-hooks passes the pusher on for the server's logs; grpcio refuses values
+        # gitaly-hooks passes the pusher on for the server's logs; gRPC refuses values
         # that are not printable ASCII, and a log field is not worth failing a push for.
         for key, value in (
             ("user_id", user.userid),
@@ -132,14 +168,14 @@ def _metadata(payload: HooksPayload) -> list[tuple[str, str]]:
     return metadata
 
 
-def _start(
-    channel: grpc.Channel,
+def _request(
     hook: Hook,
     args: list[str],
     repository: shared_pb2.Repository,
     environment: list[str],
-    metadata: list[tuple[str, str]],
-) -> Iterator[Any]:
+) -> tuple[str, Message, Any, Any]:
+    """The method, its first request, the response type, and the type of the requests
+    that carry stdin (None for UpdateHook, which reads none)."""
     common: dict[str, Any] = {"repository": repository, "environment_variables": environment}
     if hook is Hook.UPDATE:
         ref, old_value, new_value = args
@@ -150,43 +186,11 @@ def _start(
             new_value=new_value,
             **common,
         )
-        update = channel.unary_stream(
-            _SERVICE + "UpdateHook",
-            request_serializer=hook_pb2.UpdateHookRequest.SerializeToString,
-            response_deserializer=hook_pb2.UpdateHookResponse.FromString,
-        )
-        return iter(update(request, metadata=metadata))
+        return "UpdateHook", request, hook_pb2.UpdateHookResponse, None
     method, request_type, response_type = _BIDI[hook]
     fields: dict[str, Any] = dict(common)
     if hook in (Hook.PRE_RECEIVE, Hook.POST_RECEIVE):
         fields["git_push_options"] = push_options()
     elif hook is Hook.REFERENCE_TRANSACTION:
         fields["state"] = TRANSACTION_STATES.index(args[0])
-    first = request_type(**fields)
-    bidi = channel.stream_stream(
-        _SERVICE + method,
-        request_serializer=request_type.SerializeToString,
-        response_deserializer=response_type.FromString,
-    )
-    return iter(bidi(_requests(first, request_type), metadata=metadata))
-
-
-def _requests(first: Message, make: Callable[..., Message]) -> Iterator[Message]:
-    # Runs in grpcio's sending thread: a hook that reads its stdin slowly (git feeding
-    # pre-receive) never stops this thread from writing output.
-    yield first
-    while chunk := os.read(0, STDIN_CHUNK_BYTES):
-        yield make(stdin=chunk)
-
-
-def _relay(responses: Iterator[Any]) -> int:
-    exit_status = 0
-    for response in responses:
-        if response.HasField("exit_status"):
-            exit_status = response.exit_status.value
-        # stderr first, as gitaly-hooks does for a message that carries both.
-        if response.stderr:
-            write_all(2, response.stderr)
-        if response.stdout:
-            write_all(1, response.stdout)
-    return int(exit_status)
+    return method, request_type(**fields), response_type, request_type
