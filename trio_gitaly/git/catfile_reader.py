@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
+import msgspec
 import trio
 
 from trio_gitaly.errors import GitalyError, StatusCode, internal, invalid_argument
 from trio_gitaly.git.command import READ_CHUNK_BYTES
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from trio_gitaly.git.command import GitProcess
 
@@ -46,8 +45,7 @@ _HEADER_RE: Final = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) (blob|tree|commit|
 _NOT_FOUND_SUFFIXES: Final = (b" missing", b" ambiguous")
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
+class ObjectInfo(msgspec.Struct, frozen=True):
     """What git says about an object: its full id, type and size in bytes."""
 
     oid: str
@@ -93,21 +91,13 @@ class BatchProcess:
         self.broken = True
         await self.git.aclose()
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """Mark one request: if it does not finish, the process is broken for good."""
+    def request(self) -> _Request:
+        """Mark one request (`with`): if it does not finish, the process is broken for good."""
         if self._busy:
             raise trio.BusyResourceError("another task is using this object reader")
         if self.broken:
             raise internal("cat-file process is out of sync after a failed request")
-        self._busy = True
-        try:
-            yield
-        except BaseException:
-            self.broken = True
-            raise
-        finally:
-            self._busy = False
+        return _Request(self)
 
     async def ask(self, command: bytes, revision: bytes) -> ObjectInfo | None:
         """Send one command and read its header line.
@@ -205,6 +195,27 @@ class BatchProcess:
         if not chunk:
             raise internal("cat-file process exited unexpectedly")
         self._buffer += chunk
+
+
+@final
+class _Request:
+    """One request's span: busy while it runs, broken if it is left by an exception.
+
+    A class rather than a @contextmanager generator: every lookup takes one.
+    """
+
+    __slots__ = ("_process",)
+
+    def __init__(self, process: BatchProcess) -> None:
+        self._process = process
+
+    def __enter__(self) -> None:
+        self._process._busy = True
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self._process._busy = False
+        if kind is not None:
+            self._process.broken = True
 
 
 class ObjectTooLargeError(GitalyError):

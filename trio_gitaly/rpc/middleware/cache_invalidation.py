@@ -9,6 +9,8 @@ looked at, as in Gitaly; accessors and maintenance RPCs are counted and let thro
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter
 
@@ -33,12 +35,18 @@ def invalidate_cache(cache: DiskCache, registry: CollectorRegistry) -> Middlewar
         registry=registry,
     )
 
+    # Resolved once per operation: labels() takes a lock and a lookup on every call.
+    by_operation: dict[str, Any] = {}
+
     async def middleware(call: ServerCall, call_next: Next) -> Message | None:
         operation = call.method.operation
         if not operation:
             return await call_next()
         rpcs.inc()
-        operations.labels(operation).inc()
+        counter = by_operation.get(operation)
+        if counter is None:
+            counter = by_operation[operation] = operations.labels(operation)
+        counter.inc()
         if operation != MUTATOR or not _repository_scoped(call.method.request_type):
             return await call_next()
         # A missing repository is reported as a failed invalidation by `leased`.
