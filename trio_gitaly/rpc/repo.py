@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from trio_gitaly.rpc.gen.gitaly import shared_pb2
 from trio_gitaly.storage.locator import Locator
 from trio_gitaly.storage.quarantine import ObjectDirectories, object_directories
 
 
-@dataclass(frozen=True)
-class Repo:
+class Repo(msgspec.Struct, frozen=True):
     """A validated repository: its path and the object directories git must use."""
 
     path: str

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+
+import msgspec
 
 from trio_gitaly.errors import GitalyError, StatusCode
 from trio_gitaly.storage.locator import Locator, RepositoryLike, go_join
 
 
-@dataclass(frozen=True)
-class ObjectDirectories:
+class ObjectDirectories(msgspec.Struct, frozen=True):
     """Absolute object directories for git's environment ("" / () when not set)."""
 
     object_dir: str = ""
@@ -32,6 +32,10 @@ class ObjectDirectories:
         if self.alternates:
             env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = ":".join(self.alternates)
         return env
+
+
+# What almost every request has: no quarantine (one shared instance, it is immutable).
+_NONE = ObjectDirectories()
 
 
 def quarantine_prefix(relative_path: str) -> str:
@@ -56,7 +60,7 @@ def object_directories(
     temporary directory. Anything else is INVALID_ARGUMENT; a missing one is NOT_FOUND.
     """
     if not object_dir and not alternates:
-        return ObjectDirectories()
+        return _NONE
     resolved = _resolve(locator, repo, repo_path, object_dir) if object_dir else ""
     return ObjectDirectories(
         resolved, tuple(_resolve(locator, repo, repo_path, path) for path in alternates)
