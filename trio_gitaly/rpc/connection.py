@@ -348,7 +348,9 @@ class Connection:
                 if window <= 0:
                     await self._window_lot.park()
                     continue
-                self.h2.send_data(stream_id, bytes(view[:window]))
+                # A message that fits the window goes as it is, not copied.
+                whole = window >= len(framed) and len(view) == len(framed)
+                self.h2.send_data(stream_id, framed if whole else bytes(view[:window]))
                 view = view[window:]
                 self._wake_writer()
                 while self.h2.outbound_bytes() > OUTBOUND_HIGH_WATER_BYTES and not self._broken:
@@ -366,7 +368,7 @@ class Connection:
 
     async def _writer(self) -> None:
         while True:
-            data = self.h2.data_to_send()
+            data = self.h2.take_outbound()
             if not data:
                 self._flushed_lot.unpark_all()
                 await self._writer_lot.park()

@@ -252,6 +252,16 @@ class ServerConnection(GRPCConnection):  # type: ignore[misc]
         frame.error_code = h2.errors.ErrorCodes.NO_ERROR
         self.h2_connection._data_to_send += frame.serialize()
 
+    def take_outbound(self) -> bytearray:
+        """Everything queued for the socket, handed over without a copy.
+
+        purerpc's `data_to_send` copies the buffer into bytes: for a pack streamed out,
+        a copy of every byte the server sends.
+        """
+        data = self.h2_connection._data_to_send
+        self.h2_connection._data_to_send = bytearray()
+        return data  # type: ignore[no-any-return]
+
     def outbound_bytes(self) -> int:
         """Bytes queued for the socket but not yet taken by the writer."""
         # purerpc's h2 patch keeps the outbound buffer as a bytearray we can measure.
