@@ -36,8 +36,10 @@ from purerpc.grpclib.events import MessageReceived, ResponseEnded
 
 #: The largest message either side may send (the server's default bound).
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
-#: What one socket read takes at most.
-RECV_BYTES: Final = 1024 * 1024
+#: What one socket read takes at most: one frame of the server's largest relay messages
+#: (256 KiB of git's output) with its headers. h2 copies what is left in its buffer after
+#: each frame, so reading several frames at once costs more CPU, not less.
+RECV_BYTES: Final = 256 * 1024 + 64
 #: gRPC status codes by number (grpc's own names, as the helper prints them).
 CODE_NAMES: Final = (
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
