@@ -7,8 +7,6 @@ status 2, never as a traceback.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 from trio_gitaly import __version__
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
 
     from trio_gitaly.config import Config
@@ -30,8 +29,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if _is_ssh_probe(arguments):
         # git runs `<GIT_SSH_COMMAND> -G <host>` before every ssh operation to learn
-        # whether its ssh is OpenSSH; answering before any import keeps that cheap.
-        sys.exit(EXIT_OK)
+        # whether its ssh is OpenSSH; answering before any import (this module imports
+        # little for that reason) and without the interpreter's teardown keeps it cheap.
+        sys.stdout.flush()
+        os._exit(EXIT_OK)
     parser = _build_parser()
     args = parser.parse_args(arguments)
     sys.exit(args.handler(args))
@@ -42,6 +43,8 @@ def _is_ssh_probe(arguments: list[str]) -> bool:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="trio-gitaly", description="A Git storage server speaking Gitaly's gRPC protocol."
     )
@@ -102,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_schema(args: argparse.Namespace) -> int:
+    import json
+
     from trio_gitaly.config import json_schema
 
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
