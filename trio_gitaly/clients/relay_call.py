@@ -8,7 +8,7 @@ competing with the two git processes for the machine's cores; and its import (wi
 asyncio) was most of a short call's start-up. Here the call runs on purerpc's sans-IO
 connection, the gRPC framing our server uses, over a blocking socket, with one poll(2)
 loop over the socket, the input and (for hang-ups) the output. In the clone benchmark
-this took the helper from 1.06x to ~1.03x of a direct clone.
+the helper went from 1.06-1.07x to 1.04x of a direct clone.
 
 h2 3.2 closes the whole connection on any GOAWAY, while our server (like Gitaly) drains
 with a GOAWAY that refuses nothing and then lets calls in flight finish: a GOAWAY that
